@@ -1,0 +1,70 @@
+package kernel
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+)
+
+// ActorKind says who is acting.
+type ActorKind string
+
+const (
+	ActorAnonymous ActorKind = ""        // nobody authenticated
+	ActorUser      ActorKind = "user"    // a person, by session or personal access token
+	ActorAPIKey    ActorKind = "api_key" // a workspace API key
+	ActorSystem    ActorKind = "system"  // Atrium itself: jobs, the scheduler, migrations
+)
+
+// Via says how an actor proved who it is; CSRF checks apply to cookies only.
+type Via string
+
+const (
+	ViaNone    Via = ""
+	ViaCookie  Via = "cookie"
+	ViaBearer  Via = "bearer"
+	ViaProcess Via = "process" // in-process work, no credentials
+)
+
+// Actor is the authenticated principal of a request or a job. The Auth middleware
+// is the only code that creates one from a request; nothing else is trusted.
+type Actor struct {
+	Kind ActorKind
+	ID   uuid.UUID
+	Via  Via
+	// WorkspaceID binds an API key to its workspace; uuid.Nil for users.
+	WorkspaceID uuid.UUID
+}
+
+// SystemActor is the actor of Atrium's own background work.
+var SystemActor = Actor{Kind: ActorSystem, Via: ViaProcess}
+
+// IsAuthenticated reports whether anyone is acting.
+func (a Actor) IsAuthenticated() bool { return a.Kind != ActorAnonymous }
+
+// String renders the actor for logs and audit entries, e.g. "user:usr_…".
+func (a Actor) String() string {
+	switch a.Kind {
+	case ActorUser:
+		return "user:" + FormatID(PrefixUser, a.ID)
+	case ActorAPIKey:
+		return "api_key:" + FormatID(PrefixAPIKey, a.ID)
+	case ActorSystem:
+		return "system"
+	default:
+		return "anonymous"
+	}
+}
+
+type actorKey struct{}
+
+// WithActor returns ctx carrying the actor.
+func WithActor(ctx context.Context, a Actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, a)
+}
+
+// ActorFrom returns the actor in ctx, or the anonymous actor.
+func ActorFrom(ctx context.Context) Actor {
+	a, _ := ctx.Value(actorKey{}).(Actor)
+	return a
+}

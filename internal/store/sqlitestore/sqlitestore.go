@@ -1,0 +1,241 @@
+// Package sqlitestore is the embedded store: one SQLite file in WAL mode, a
+// single writer connection that begins with BEGIN IMMEDIATE (so writers queue on
+// the Go side instead of failing with SQLITE_BUSY) and a pool of read-only
+// connections that read in parallel with it.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/google/uuid"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"atrium/internal/kernel"
+	"atrium/internal/store"
+)
+
+// Options configures Open.
+type Options struct {
+	// Path is the database file; its directory is created if missing.
+	Path   string
+	Clock  kernel.Clock
+	Logger *slog.Logger
+	// Readers is the size of the read pool; 0 means max(4, GOMAXPROCS).
+	Readers int
+}
+
+// DB is the SQLite implementation of store.SystemDB.
+type DB struct {
+	writer *sql.DB
+	reader *sql.DB
+	clock  kernel.Clock
+	logger *slog.Logger
+	path   string
+}
+
+var _ store.SystemDB = (*DB)(nil)
+
+// Open opens (creating if needed) the database file and checks it answers.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	if opts.Path == "" {
+		return nil, kernel.Errorf(kernel.CodeInvalid, "sqlite: no database path")
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create data directory: %w", err)
+	}
+	writer, err := sql.Open("sqlite", dsn(opts.Path, "immediate", false))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open writer: %w", err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+
+	readers := opts.Readers
+	if readers <= 0 {
+		readers = max(4, runtime.GOMAXPROCS(0))
+	}
+	reader, err := sql.Open("sqlite", dsn(opts.Path, "deferred", true))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: open readers: %w", err)
+	}
+	reader.SetMaxOpenConns(readers)
+	reader.SetMaxIdleConns(readers)
+	reader.SetConnMaxIdleTime(0)
+
+	db := &DB{writer: writer, reader: reader, clock: opts.Clock, logger: opts.Logger, path: opts.Path}
+	if db.clock == nil {
+		db.clock = kernel.SystemClock{}
+	}
+	if db.logger == nil {
+		db.logger = slog.Default()
+	}
+	// The writer must open first: it switches the file to WAL, which read-only
+	// connections cannot do.
+	if err := db.writer.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
+	}
+	if err := db.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// dsn builds a modernc.org/sqlite connection string. Times are written in
+// SQLite's own format in UTC, which sorts as text in time order.
+func dsn(path, txlock string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+	}
+	q.Set("_txlock", txlock)
+	q.Set("_time_format", "sqlite")
+	return "file:" + path + "?" + q.Encode()
+}
+
+func (db *DB) Dialect() store.Dialect { return store.SQLite }
+
+// Path is the database file.
+func (db *DB) Path() string { return db.path }
+
+// Writer and Reader expose the two pools to this package's tests and to the
+// benchmark baselines.
+func (db *DB) Writer() *sql.DB { return db.writer }
+func (db *DB) Reader() *sql.DB { return db.reader }
+
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := db.reader.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return mapErr(err)
+	}
+	return nil
+}
+
+func (db *DB) Close() error {
+	rerr := db.reader.Close()
+	werr := db.writer.Close()
+	if werr != nil {
+		return werr
+	}
+	return rerr
+}
+
+func (db *DB) Tx(ctx context.Context, fn func(store.Tx) error) error {
+	return db.run(ctx, db.writer, uuid.Nil, fn)
+}
+
+func (db *DB) ReadTx(ctx context.Context, fn func(store.Tx) error) error {
+	return db.run(ctx, db.reader, uuid.Nil, fn)
+}
+
+func (db *DB) InWorkspace(ctx context.Context, workspaceID uuid.UUID, fn func(store.Tx) error) error {
+	if workspaceID == uuid.Nil {
+		return kernel.Internal(fmt.Errorf("sqlitestore: InWorkspace without a workspace"))
+	}
+	return db.run(ctx, db.writer, workspaceID, fn)
+}
+
+func (db *DB) ReadWorkspace(ctx context.Context, workspaceID uuid.UUID, fn func(store.Tx) error) error {
+	if workspaceID == uuid.Nil {
+		return kernel.Internal(fmt.Errorf("sqlitestore: ReadWorkspace without a workspace"))
+	}
+	return db.run(ctx, db.reader, workspaceID, fn)
+}
+
+func (db *DB) System(ctx context.Context, reason string, fn func(store.Tx) error) error {
+	if err := store.EnterSystem(ctx, db.logger, reason); err != nil {
+		return err
+	}
+	return db.run(ctx, db.writer, uuid.Nil, fn)
+}
+
+// WorkspaceRow runs one statement on the read pool. A single statement is
+// atomic in SQLite, so no explicit transaction is needed.
+func (db *DB) WorkspaceRow(ctx context.Context, workspaceID uuid.UUID, query string, args ...any) store.Row {
+	if workspaceID == uuid.Nil {
+		return errRow{kernel.Internal(fmt.Errorf("sqlitestore: WorkspaceRow without a workspace"))}
+	}
+	return row{db.reader.QueryRowContext(ctx, query, args...)}
+}
+
+func (db *DB) run(ctx context.Context, pool *sql.DB, workspaceID uuid.UUID, fn func(store.Tx) error) (err error) {
+	sqlTx, err := pool.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err)
+	}
+	t := &tx{tx: sqlTx, now: db.clock.Now(), workspace: workspaceID}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = sqlTx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(t); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	return mapErr(sqlTx.Commit())
+}
+
+type tx struct {
+	tx        *sql.Tx
+	now       time.Time
+	workspace uuid.UUID
+}
+
+func (t *tx) Dialect() store.Dialect { return store.SQLite }
+func (t *tx) Now() time.Time         { return t.now }
+func (t *tx) WorkspaceID() uuid.UUID { return t.workspace }
+
+func (t *tx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := t.tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	n, err := res.RowsAffected()
+	return n, mapErr(err)
+}
+
+func (t *tx) Query(ctx context.Context, query string, args ...any) (store.Rows, error) {
+	r, err := t.tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return rows{r}, nil
+}
+
+func (t *tx) QueryRow(ctx context.Context, query string, args ...any) store.Row {
+	return row{t.tx.QueryRowContext(ctx, query, args...)}
+}
+
+type rows struct{ r *sql.Rows }
+
+func (r rows) Next() bool             { return r.r.Next() }
+func (r rows) Scan(dest ...any) error { return mapErr(r.r.Scan(dest...)) }
+func (r rows) Err() error             { return mapErr(r.r.Err()) }
+func (r rows) Close() error           { return mapErr(r.r.Close()) }
+
+type row struct{ r *sql.Row }
+
+func (r row) Scan(dest ...any) error { return mapErr(r.r.Scan(dest...)) }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }

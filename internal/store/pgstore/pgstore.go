@@ -84,11 +84,9 @@ func (db *DB) Close() error {
 	return nil
 }
 
-const (
-	settingWorkspace = "app.workspace_id"
-	settingBypass    = "app.bypass_rls"
-	setConfigSQL     = "SELECT set_config($1, $2, true)"
-)
+// setConfigSQL sets both row-level-security settings, transaction-locally, in
+// one statement: app.workspace_id to $1 and app.bypass_rls to $2.
+const setConfigSQL = "SELECT set_config('app.workspace_id', $1, true), set_config('app.bypass_rls', $2, true)"
 
 func (db *DB) Tx(ctx context.Context, fn func(store.Tx) error) error {
 	return db.run(ctx, txSpec{begin: "BEGIN"}, fn)
@@ -143,8 +141,7 @@ func (r *oneShotRow) Scan(dest ...any) error {
 	}
 	defer conn.Release()
 	b := &pgx.Batch{}
-	b.Queue("BEGIN READ ONLY")
-	b.Queue(setConfigSQL, settingWorkspace, r.workspaceID.String())
+	queueStart(b, txSpec{begin: "BEGIN READ ONLY", workspace: r.workspaceID})
 	b.Queue(r.sql, r.args...)
 	b.Queue("COMMIT")
 	br := conn.SendBatch(r.ctx, b)

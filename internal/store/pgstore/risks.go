@@ -11,7 +11,7 @@ type Role struct {
 	Name      string
 	Superuser bool
 	BypassRLS bool
-	// OwnedTables are tables the role owns: FORCE ROW LEVEL SECURITY still binds
+	// OwnedTables are tables the role owns, or whose owner it is a member of: FORCE ROW LEVEL SECURITY still binds
 	// an owner, but an owner can switch it off.
 	OwnedTables []string
 	// UnsealedTables have a workspace_id column (or are workspace itself) but
@@ -24,10 +24,10 @@ type Role struct {
 func (r Role) Risks() []string {
 	var out []string
 	if r.Superuser {
-		out = append(out, fmt.Sprintf("database role %q is a superuser: row-level security does not apply to it", r.Name))
+		out = append(out, fmt.Sprintf("database role %q is (or can become) a superuser: row-level security does not apply to it", r.Name))
 	}
 	if r.BypassRLS {
-		out = append(out, fmt.Sprintf("database role %q has BYPASSRLS: row-level security does not apply to it", r.Name))
+		out = append(out, fmt.Sprintf("database role %q has (or can take on) BYPASSRLS: row-level security does not apply to it", r.Name))
 	}
 	if len(r.OwnedTables) > 0 {
 		out = append(out, fmt.Sprintf("database role %q owns %d tables and could disable their row-level security; run migrations as an owner role (ATRIUM_MIGRATE_DATABASE_URL) and serve as a role that owns nothing", r.Name, len(r.OwnedTables)))
@@ -42,17 +42,21 @@ func (r Role) Risks() []string {
 // tenant table in the current schema.
 func (db *DB) InspectRole(ctx context.Context) (Role, error) {
 	var r Role
-	err := db.pool.QueryRow(ctx,
-		`SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user`,
+	// A role that can SET ROLE to a superuser, a BYPASSRLS role or the table
+	// owner has those powers too, so membership counts.
+	err := db.pool.QueryRow(ctx, `SELECT current_user,
+            coalesce(bool_or(rolsuper), false), coalesce(bool_or(rolbypassrls), false)
+        FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')`,
 	).Scan(&r.Name, &r.Superuser, &r.BypassRLS)
 	if err != nil {
 		return r, mapErr(err)
 	}
 	rows, err := db.pool.Query(ctx,
-		`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tableowner = current_user ORDER BY tablename`)
+		`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND pg_has_role(current_user, tableowner, 'MEMBER') ORDER BY tablename`)
 	if err != nil {
 		return r, mapErr(err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var t string
 		if err := rows.Scan(&t); err != nil {
@@ -63,10 +67,12 @@ func (db *DB) InspectRole(ctx context.Context) (Role, error) {
 	if err := rows.Err(); err != nil {
 		return r, mapErr(err)
 	}
+	rows.Close()
 	rows, err = db.pool.Query(ctx, unsealedTablesSQL)
 	if err != nil {
 		return r, mapErr(err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var t string
 		if err := rows.Scan(&t); err != nil {

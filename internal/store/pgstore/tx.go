@@ -26,14 +26,19 @@ func (t *tx) Now() time.Time         { return t.now }
 func (t *tx) WorkspaceID() uuid.UUID { return t.spec.workspace }
 func (t *tx) pgconn() *pgx.Conn      { return t.conn.Conn() }
 
+// queueStart queues BEGIN and one statement that sets both row-level-security
+// settings, to the transaction's values or to '' explicitly, so that nothing a
+// connection carried from an earlier use can leak into this transaction.
 func queueStart(b *pgx.Batch, spec txSpec) {
 	b.Queue(spec.begin)
+	workspace, bypass := "", ""
 	if spec.workspace != uuid.Nil {
-		b.Queue(setConfigSQL, settingWorkspace, spec.workspace.String())
+		workspace = spec.workspace.String()
 	}
 	if spec.bypass {
-		b.Queue(setConfigSQL, settingBypass, "on")
+		bypass = "on"
 	}
+	b.Queue(setConfigSQL, workspace, bypass)
 }
 
 // startWith sends the transaction's prologue and sql as one batch and consumes

@@ -1,0 +1,188 @@
+// Package app wires Atrium together: configuration in, backends chosen, services
+// built, the HTTP server run. cmd/atrium and the tests both boot it the same way.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"atrium/internal/config"
+	"atrium/internal/httpapi"
+	"atrium/internal/idempotency"
+	"atrium/internal/kernel"
+	"atrium/internal/store"
+	"atrium/internal/tenancy"
+)
+
+// Version is set at build time with -ldflags "-X atrium/internal/app.Version=…".
+var Version = "dev"
+
+// Options are the seams tests and forks use; the zero value is production's.
+type Options struct {
+	// LogOutput receives the JSON log; nil means standard error.
+	LogOutput io.Writer
+	// Clock replaces the real clock (tests move time with it).
+	Clock kernel.Clock
+	// Auth replaces the request authenticator.
+	Auth httpapi.Authenticator
+	// Routes registers extra API operations.
+	Routes []func(api huma.API)
+}
+
+// App is a running Atrium: its store, services and HTTP server.
+type App struct {
+	Config   config.Config
+	Logger   *slog.Logger
+	DB       store.SystemDB
+	Services Services
+
+	handler  http.Handler
+	server   *http.Server
+	listener net.Listener
+	closers  []func(context.Context) error
+}
+
+// Services are the domain services, for tests and for a fork's own handlers.
+type Services struct {
+	Workspaces  *tenancy.Service
+	Idempotency *idempotency.Store
+}
+
+// New builds the app: it opens and migrates the store, checks the database role,
+// builds services and binds the listen address (port 0 picks a free port). On
+// failure everything opened so far is closed again.
+func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err error) {
+	out := opts.LogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	logger := NewLogger(out, cfg.LogLevel)
+	clock := opts.Clock
+	if clock == nil {
+		clock = kernel.SystemClock{}
+	}
+	a = &App{Config: cfg, Logger: logger}
+	defer func() {
+		if err != nil {
+			a.Close()
+			a = nil
+		}
+	}()
+
+	secret, err := config.EnsureSecret(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	_ = secret // signs cursors, sessions and file URLs as those arrive
+
+	db, err := openStore(ctx, cfg, clock, logger)
+	if err != nil {
+		return nil, err
+	}
+	a.DB = db
+	a.closers = append(a.closers, func(context.Context) error { return db.Close() })
+
+	tracer, shutdownTracing, err := newTracer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, shutdownTracing)
+
+	a.Services = Services{
+		Workspaces:  tenancy.NewService(db),
+		Idempotency: idempotency.New(db, idempotency.Options{}),
+	}
+	a.handler = httpapi.NewHandler(httpapi.Deps{
+		Logger:       logger,
+		Tracer:       tracer,
+		Version:      Version,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		CORSOrigins:  cfg.CORSOrigins,
+		Ready:        []httpapi.Check{{Name: "store", Ping: db.Ping}},
+		Auth:         opts.Auth,
+		Idempotency:  a.Services.Idempotency,
+		Workspaces:   a.Services.Workspaces,
+		Routes:       opts.Routes,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (ATRIUM_ADDR): %w", cfg.Addr, err)
+	}
+	a.listener = ln
+	a.server = &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	return a, nil
+}
+
+// Addr is the address the server listens on, with the real port.
+func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// URL is the base URL of the listening server.
+func (a *App) URL() string { return "http://" + a.Addr() }
+
+// Handler is the whole HTTP chain, for in-process benchmarks.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Run serves until ctx is cancelled, then stops taking connections and gives
+// in-flight requests up to ShutdownTimeout to finish. It returns nil after a
+// clean shutdown.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.server.Serve(a.listener) }()
+	a.Logger.Info("atrium serving", "addr", a.Addr(), "base_url", a.Config.BaseURL,
+		"env", a.Config.Env, "store", string(a.DB.Dialect()), "version", Version)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.Logger.Info("shutting down", "grace", a.Config.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	if err := a.server.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close releases the store and everything else New opened. It is safe to call
+// after Run and more than once.
+func (a *App) Close() error {
+	var errs []error
+	if a.listener != nil {
+		_ = a.listener.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i](ctx))
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+// NewLogger returns the JSON logger Atrium uses everywhere.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.DatabaseURL != "" || c.Env != Development ||
+		c.BaseURL != "http://127.0.0.1:8080" || c.LogLevel != slog.LevelInfo || c.MaxBodyBytes != 1<<20 || !c.AutoMigrate {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	c, err := Load([]string{"--addr", ":9999", "--log-level=debug"}, env(map[string]string{"ATRIUM_ADDR": ":7777", "ATRIUM_DATA_DIR": "/tmp/x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":9999" || c.DataDir != "/tmp/x" || c.LogLevel != slog.LevelDebug {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestInvalidValuesNameTheirVariable(t *testing.T) {
+	cases := map[string]map[string]string{
+		"ATRIUM_ADDR":           {"ATRIUM_ADDR": "nonsense"},
+		"ATRIUM_ENV":            {"ATRIUM_ENV": "staging"},
+		"ATRIUM_DATABASE_URL":   {"ATRIUM_DATABASE_URL": "mysql://x"},
+		"ATRIUM_LOG_LEVEL":      {"ATRIUM_LOG_LEVEL": "loud"},
+		"ATRIUM_SECRET_KEY":     {"ATRIUM_SECRET_KEY": "short"},
+		"ATRIUM_BASE_URL":       {"ATRIUM_BASE_URL": "ftp://x"},
+		"ATRIUM_CORS_ORIGINS":   {"ATRIUM_CORS_ORIGINS": "*"},
+		"ATRIUM_MAX_BODY_BYTES": {"ATRIUM_MAX_BODY_BYTES": "12"},
+		"ATRIUM_AUTO_MIGRATE":   {"ATRIUM_AUTO_MIGRATE": "perhaps"},
+	}
+	for variable, e := range cases {
+		_, err := Load(nil, env(e))
+		if err == nil || !strings.Contains(err.Error(), variable) {
+			t.Errorf("%s: error %v does not name the variable", variable, err)
+		}
+	}
+}
+
+func TestProductionRequiresSecretAndBaseURL(t *testing.T) {
+	_, err := Load(nil, env(map[string]string{"ATRIUM_ENV": "production"}))
+	if err == nil || !strings.Contains(err.Error(), "ATRIUM_SECRET_KEY") || !strings.Contains(err.Error(), "ATRIUM_BASE_URL") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestEnsureSecretGeneratesOnceAndKeepsIt(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c, err := Load([]string{"--data-dir", dir}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	first, err := EnsureSecret(c, logger)
+	if err != nil || len(first) < 32 {
+		t.Fatalf("first: %q %v", first, err)
+	}
+	second, err := EnsureSecret(c, logger)
+	if err != nil || second != first {
+		t.Fatalf("second read %q, want %q (%v)", second, first, err)
+	}
+	info, err := os.Stat(filepath.Join(dir, "secret.key"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file: %v %v", info, err)
+	}
+}

@@ -1,0 +1,133 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"atrium/internal/kernel"
+)
+
+// Authenticator turns a request's credentials into an Actor. It returns the
+// anonymous actor when there are none, and an unauthenticated *kernel.Error
+// when there are some and they are not valid (an expired session, a revoked
+// key): presenting bad credentials is never treated as presenting none.
+type Authenticator interface {
+	Authenticate(r *http.Request) (kernel.Actor, error)
+}
+
+// Anonymous is the Authenticator of a deployment with no credentials wired
+// yet: every request is anonymous.
+type Anonymous struct{}
+
+func (Anonymous) Authenticate(*http.Request) (kernel.Actor, error) { return kernel.Actor{}, nil }
+
+// WorkspaceAccess decides whether an actor may use a workspace. It returns a
+// not_found *kernel.Error when the workspace does not exist or the actor is
+// not a member (the two must look the same), or another code (such as a
+// suspended workspace) when access is refused for a reason the caller may know.
+type WorkspaceAccess interface {
+	Authorize(ctx context.Context, actor kernel.Actor, workspaceID uuid.UUID) error
+}
+
+// KeyBindingAccess admits API-key actors to the workspace their key is bound
+// to and nobody else. Member access for users comes with identity and
+// memberships; until then a user reaches no workspace.
+type KeyBindingAccess struct{}
+
+func (KeyBindingAccess) Authorize(_ context.Context, actor kernel.Actor, workspaceID uuid.UUID) error {
+	if actor.Kind == kernel.ActorAPIKey && actor.WorkspaceID == workspaceID {
+		return nil
+	}
+	return kernel.NotFound("workspace")
+}
+
+// auth resolves the actor; nothing downstream trusts anything else.
+func auth(a Authenticator) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			actor, err := a.Authenticate(r)
+			if err != nil {
+				WriteError(w, r, err)
+				return
+			}
+			if !actor.IsAuthenticated() {
+				next.ServeHTTP(w, r)
+				return
+			}
+			stateFrom(r.Context()).actor = actor
+			next.ServeHTTP(w, r.WithContext(kernel.WithActor(r.Context(), actor)))
+		})
+	}
+}
+
+// workspacePrefix starts every workspace-scoped route.
+const workspacePrefix = "/api/v1/workspaces/"
+
+// tenant resolves the workspace of a workspace-scoped route before any handler
+// runs. A malformed ID, an unknown workspace and a workspace the caller may not
+// use all answer the same 404.
+func tenant(access WorkspaceAccess) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw, ok := workspaceSegment(r.URL.Path)
+			if !ok {
+				next.ServeHTTP(w, r)
+				return
+			}
+			ctx := r.Context()
+			actor := kernel.ActorFrom(ctx)
+			if !actor.IsAuthenticated() {
+				WriteError(w, r, errNoActor)
+				return
+			}
+			workspaceID, err := kernel.ParseID(kernel.PrefixWorkspace, raw)
+			if err != nil {
+				WriteError(w, r, kernel.NotFound("workspace"))
+				return
+			}
+			if err := access.Authorize(ctx, actor, workspaceID); err != nil {
+				WriteError(w, r, err)
+				return
+			}
+			stateFrom(ctx).workspace = workspaceID
+			ctx = kernel.WithWorkspace(ctx, workspaceID)
+			ctx = kernel.WithLogger(ctx, kernel.Logger(ctx).With("workspace_id", raw))
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}
+
+// workspaceSegment returns the {workspace_id} of a workspace-scoped path.
+func workspaceSegment(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, workspacePrefix)
+	if !ok || rest == "" {
+		return "", false
+	}
+	seg, _, _ := strings.Cut(rest, "/")
+	return seg, seg != ""
+}
+
+// csrf refuses cross-origin unsafe requests authenticated by a cookie, using
+// the browser's Sec-Fetch-Site and Origin headers (net/http's
+// CrossOriginProtection). Bearer credentials are not sent by browsers on their
+// own, so they need no such check.
+func csrf(trustedOrigins []string) func(http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	for _, o := range trustedOrigins {
+		_ = cop.AddTrustedOrigin(o) // validated by config
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if kernel.ActorFrom(r.Context()).Via == kernel.ViaCookie {
+				if err := cop.Check(r); err != nil {
+					WriteError(w, r, &kernel.Error{Code: kernel.CodeForbidden, Message: "cross-origin request refused", Err: err})
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}

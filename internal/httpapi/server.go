@@ -74,6 +74,7 @@ func NewHandler(d Deps) http.Handler {
 	for _, register := range d.Routes {
 		register(api)
 	}
+	mux.Handle("GET /api/docs", docsHandler(api))
 
 	chain := []func(http.Handler) http.Handler{
 		recovery(d.Logger),
@@ -104,7 +105,7 @@ func apiConfig(version string, maxBody int64) huma.Config {
 		"`{\"error\":{\"code\",\"message\",\"fields\",\"request_id\"}}`; lists use opaque cursors; " +
 		"POST accepts an `Idempotency-Key` header."
 	cfg.OpenAPIPath = "/api/openapi"
-	cfg.DocsPath = "/api/docs"
+	cfg.DocsPath = "" // served by docsHandler: rendered here, no CDN
 	cfg.SchemasPath = "/api/schemas"
 	cfg.CreateHooks = nil // no $schema links injected into response bodies
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{

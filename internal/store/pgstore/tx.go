@@ -27,7 +27,7 @@ func (t *tx) WorkspaceID() uuid.UUID { return t.spec.workspace }
 func (t *tx) pgconn() *pgx.Conn      { return t.conn.Conn() }
 
 // queueStart queues BEGIN and one statement that sets both row-level-security
-// settings, to the transaction's values or to '' explicitly, so that nothing a
+// settings, to the transaction's values or to ” explicitly, so that nothing a
 // connection carried from an earlier use can leak into this transaction.
 func queueStart(b *pgx.Batch, spec txSpec) {
 	b.Queue(spec.begin)

@@ -1,0 +1,23 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+.PHONY: run test test-postgres vet build bench
+
+run:
+	go run ./cmd/atrium
+
+# The whole suite with the race detector. PostgreSQL tests skip with one line
+# unless ATRIUM_TEST_POSTGRES_URL is set (see README); `make test-postgres`
+# sets it up on a machine with a local PostgreSQL.
+test:
+	go test -race -count=1 ./...
+
+test-postgres:
+	eval "$$(bash .ci/setup-services)" && go test -race -count=1 ./...
+
+vet:
+	go vet ./...
+
+build:
+	go build -o bin/atrium ./cmd/atrium
+
+bench:
+	eval "$$(bash .ci/setup-services 2>/dev/null || true)" && go run ./bench/spine

@@ -187,4 +187,3 @@ func TestIdempotencyKey(t *testing.T) {
 		}
 	})
 }
-

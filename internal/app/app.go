@@ -4,6 +4,8 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 
 	"atrium/internal/config"
 	"atrium/internal/httpapi"
+	"atrium/internal/httpapi/cursor"
 	"atrium/internal/idempotency"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
@@ -82,7 +85,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	_ = secret // signs cursors, sessions and file URLs as those arrive
+	cursors := cursor.NewSigner(deriveKey(secret, "atrium/cursor/v1"))
 
 	db, err := openStore(ctx, cfg, clock, logger)
 	if err != nil {
@@ -111,6 +114,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		Auth:         opts.Auth,
 		Idempotency:  a.Services.Idempotency,
 		Workspaces:   a.Services.Workspaces,
+		DB:           db,
+		Cursors:      cursors,
 		Routes:       opts.Routes,
 	})
 
@@ -180,6 +185,14 @@ func (a *App) Close() error {
 	}
 	a.closers = nil
 	return errors.Join(errs...)
+}
+
+// deriveKey gives each use of the secret its own key, so that a value signed
+// for one purpose (a cursor) is never valid for another (a session).
+func deriveKey(secret, purpose string) []byte {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(purpose))
+	return mac.Sum(nil)
 }
 
 // NewLogger returns the JSON logger Atrium uses everywhere.

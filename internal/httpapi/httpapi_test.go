@@ -3,10 +3,12 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -192,6 +194,48 @@ func TestWorkspaceAccess(t *testing.T) {
 		r := call(t, f.url, "GET", "/api/v1/workspaces/"+f.wsID, f.bearer, "")
 		if r.status != 200 || r.body["id"] != f.wsID || r.body["slug"] != "acme" || r.body["name"] != "Acme" {
 			t.Fatalf("own workspace: %d %s", r.status, r.raw)
+		}
+	})
+}
+
+func TestAuditLogPagesWithSignedCursors(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d store.Dialect) {
+		f := setup(t, d, testkit.AppOptions{})
+		for i := 0; i < 5; i++ {
+			f.app.Clock.Advance(time.Second)
+			if r := call(t, f.url, "PATCH", "/api/v1/workspaces/"+f.wsID, f.bearer, fmt.Sprintf(`{"name": "Acme %d"}`, i)); r.status != 200 {
+				t.Fatalf("rename: %d %s", r.status, r.raw)
+			}
+		}
+		// 6 entries: workspace.created and 5 renames, newest first, 4 per page.
+		base := "/api/v1/workspaces/" + f.wsID + "/audit-log"
+		first := call(t, f.url, "GET", base+"?limit=4", f.bearer, "")
+		data, _ := first.body["data"].([]any)
+		if first.status != 200 || len(data) != 4 || first.body["has_more"] != true {
+			t.Fatalf("first page: %d %s", first.status, first.raw)
+		}
+		if meta := data[0].(map[string]any)["metadata"].(map[string]any); meta["to"] != "Acme 4" {
+			t.Fatalf("not newest first: %v", data[0])
+		}
+		next := first.body["next_cursor"].(string)
+		second := call(t, f.url, "GET", base+"?limit=4&cursor="+next, f.bearer, "")
+		data2, _ := second.body["data"].([]any)
+		if second.status != 200 || len(data2) != 2 || second.body["has_more"] != false || second.body["next_cursor"] != nil {
+			t.Fatalf("second page: %d %s", second.status, second.raw)
+		}
+		if data2[1].(map[string]any)["action"] != "workspace.created" {
+			t.Fatalf("last entry: %v", data2[1])
+		}
+		tampered := next[:len(next)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(next, "AA")]
+		assertEnvelope(t, call(t, f.url, "GET", base+"?cursor="+tampered, f.bearer, ""), 400, kernel.CodeInvalid, "query.cursor")
+		// A cursor of one workspace's log is refused by another's.
+		otherKey := map[string]string{"Authorization": testkit.KeyFor(f.other)}
+		otherBase := "/api/v1/workspaces/" + kernel.FormatID(kernel.PrefixWorkspace, f.other) + "/audit-log"
+		assertEnvelope(t, call(t, f.url, "GET", otherBase+"?cursor="+next, otherKey, ""), 400, kernel.CodeInvalid, "query.cursor")
+		assertEnvelope(t, call(t, f.url, "GET", base+"?limit=0", f.bearer, ""), 400, kernel.CodeInvalid, "query.limit")
+		assertEnvelope(t, call(t, f.url, "GET", base+"?limt=5", f.bearer, ""), 400, kernel.CodeInvalid, "query.limt")
+		if r := call(t, f.url, "GET", base+"?limit=1000", f.bearer, ""); r.status != 200 {
+			t.Fatalf("limit above the cap: %d %s", r.status, r.raw)
 		}
 	})
 }

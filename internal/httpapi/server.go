@@ -15,7 +15,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"atrium/internal/httpapi/cursor"
 	"atrium/internal/kernel"
+	"atrium/internal/store"
 	"atrium/internal/tenancy"
 )
 
@@ -38,6 +40,10 @@ type Deps struct {
 	Access       WorkspaceAccess
 	Idempotency  IdempotencyStore
 	Workspaces   *tenancy.Service
+	// DB serves the read-only views that need no service of their own (the audit log).
+	DB store.DB
+	// Cursors signs pagination cursors; required with DB.
+	Cursors *cursor.Signer
 	// Routes registers further operations: a fork's own product, or a test's.
 	Routes []func(api huma.API)
 }
@@ -67,7 +73,11 @@ func NewHandler(d Deps) http.Handler {
 
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(d.Version, d.MaxBodyBytes))
+	api.UseMiddleware(rejectUnknownQuery(api))
 	registerHealth(api, d.Ready)
+	if d.DB != nil && d.Cursors != nil {
+		registerAuditLog(api, d.DB, d.Cursors)
+	}
 	if d.Workspaces != nil {
 		registerWorkspaces(api, d.Workspaces)
 	}
@@ -151,3 +161,30 @@ type probeWriter struct {
 func (p *probeWriter) Header() http.Header         { return p.header }
 func (p *probeWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (p *probeWriter) WriteHeader(code int)        { p.code = code }
+
+// rejectUnknownQuery answers 400 naming a query parameter the operation does
+// not declare, so a typo (?limt=5) is never silently ignored.
+func rejectUnknownQuery(api huma.API) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		u := ctx.URL()
+		query := u.Query()
+		if len(query) == 0 {
+			next(ctx)
+			return
+		}
+		known := map[string]bool{}
+		for _, p := range ctx.Operation().Parameters {
+			if p.In == "query" {
+				known[p.Name] = true
+			}
+		}
+		for name := range query {
+			if !known[name] {
+				huma.WriteErr(api, ctx, http.StatusBadRequest, "unknown query parameter",
+					&huma.ErrorDetail{Location: "query." + name, Message: "unknown parameter"})
+				return
+			}
+		}
+		next(ctx)
+	}
+}

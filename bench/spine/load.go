@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"atrium/internal/kernel"
+	"atrium/internal/testkit"
+)
+
+// target is one scenario as the load generator sees it: a prebuilt request per
+// seeded workspace, and the bytes each response body must contain. The
+// requests are built once and only read afterwards (http.Client and
+// http.Transport do not modify a request), so the client spends the same small
+// effort per request on every scenario.
+type target struct {
+	name     string
+	requests []*http.Request
+	expect   [][]byte
+}
+
+// newTarget builds a target whose request for workspace id is GET base+path(id),
+// carrying the bearer header of that workspace on every scenario alike.
+func newTarget(name, base string, path func(id string) string, ids []uuid.UUID) (target, error) {
+	t := target{name: name}
+	for _, id := range ids {
+		wsID := kernel.FormatID(kernel.PrefixWorkspace, id)
+		req, err := http.NewRequest(http.MethodGet, base+path(wsID), nil)
+		if err != nil {
+			return target{}, err
+		}
+		req.Header.Set("Authorization", testkit.KeyFor(id))
+		req.Header.Set("Accept", "application/json")
+		t.requests = append(t.requests, req)
+		t.expect = append(t.expect, []byte(`"id":"`+wsID+`"`))
+	}
+	return t, nil
+}
+
+// newClient returns the keep-alive client all scenarios use: one transport,
+// enough idle connections that no worker ever dials twice.
+func newClient(concurrency int) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        concurrency * 4,
+		MaxIdleConnsPerHost: concurrency * 2,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}}
+}
+
+// sample is what one or more load runs of a scenario observed.
+type sample struct {
+	requests  int
+	errors    int
+	firstErr  string
+	elapsed   time.Duration
+	latencies []time.Duration
+	perRound  []float64 // requests per second of each measured run
+}
+
+func (s *sample) add(o sample) {
+	s.requests += o.requests
+	s.errors += o.errors
+	if s.firstErr == "" {
+		s.firstErr = o.firstErr
+	}
+	s.elapsed += o.elapsed
+	s.latencies = append(s.latencies, o.latencies...)
+	s.perRound = append(s.perRound, o.throughput())
+}
+
+func (s sample) throughput() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(s.requests) / s.elapsed.Seconds()
+}
+
+// percentile returns the nearest-rank percentile p (0-100) of the latencies,
+// which must be sorted.
+func (s sample) percentile(p float64) time.Duration {
+	n := len(s.latencies)
+	if n == 0 {
+		return 0
+	}
+	i := int(float64(n)*p/100+0.999999) - 1
+	return s.latencies[min(max(i, 0), n-1)]
+}
+
+// runLoad drives t with concurrency workers for d. Worker w draws workspaces
+// from its own generator seeded with (seed, w), so every scenario sees the
+// same sequence of rows. Every latency is kept; the run's elapsed time runs
+// until the last in-flight request has finished.
+func runLoad(client *http.Client, t target, concurrency int, d time.Duration, seed uint64) sample {
+	results := make([]sample, concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range concurrency {
+		wg.Go(func() {
+			results[w] = work(client, t, deadline, rand.New(rand.NewPCG(seed, uint64(w))))
+		})
+	}
+	wg.Wait()
+	out := sample{elapsed: time.Since(start)}
+	for _, r := range results {
+		out.requests += r.requests
+		out.errors += r.errors
+		if out.firstErr == "" {
+			out.firstErr = r.firstErr
+		}
+		out.latencies = append(out.latencies, r.latencies...)
+	}
+	slices.Sort(out.latencies)
+	return out
+}
+
+func work(client *http.Client, t target, deadline time.Time, rng *rand.Rand) sample {
+	s := sample{latencies: make([]time.Duration, 0, 1<<15)}
+	var buf bytes.Buffer
+	for {
+		i := rng.IntN(len(t.requests))
+		begin := time.Now()
+		if !begin.Before(deadline) {
+			return s
+		}
+		err := get(client, t.requests[i], t.expect[i], &buf)
+		s.latencies = append(s.latencies, time.Since(begin))
+		s.requests++
+		if err != nil {
+			s.errors++
+			if s.firstErr == "" {
+				s.firstErr = err.Error()
+			}
+		}
+	}
+}
+
+// get sends req and checks for a 200 whose body carries the expected ID. The
+// body is always read to the end so the connection is reused.
+func get(client *http.Client, req *http.Request, expect []byte, buf *bytes.Buffer) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	buf.Reset()
+	_, err = buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return fmt.Errorf("read body: %w", err)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("status %d: %.200s", resp.StatusCode, buf.Bytes())
+	case !bytes.Contains(buf.Bytes(), expect):
+		return fmt.Errorf("body lacks %s: %.200s", expect, buf.Bytes())
+	}
+	return nil
+}

@@ -97,14 +97,19 @@ func recovery(base *slog.Logger) func(http.Handler) http.Handler {
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,128}$`)
 
 // requestID accepts a well-formed inbound X-Request-ID or mints one, puts it in
-// the context (marking the context as a request's) and echoes it.
+// the context (marking the context as a request's) and echoes it. It also sets
+// the headers every response carries.
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-ID")
 		if !validRequestID.MatchString(id) {
 			id = kernel.FormatID(kernel.PrefixRequest, kernel.NewID())
 		}
-		w.Header().Set("X-Request-ID", id)
+		h := w.Header()
+		h.Set("X-Request-ID", id)
+		// API answers are per caller and often private: never cached, never sniffed.
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
 		ctx := kernel.WithRequestID(r.Context(), id)
 		ctx = context.WithValue(ctx, stateKey{}, &requestState{})
 		ctx = kernel.WithClient(ctx, kernel.Client{IP: clientIP(r), UserAgent: truncate(r.UserAgent(), 512)})

@@ -25,10 +25,14 @@ type MigrationState struct {
 
 var migrationFile = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
 
-// LoadMigrations reads the migrations in fsys's root, ordered by version. It
+// LoadMigrations reads the migrations in dir of fsys, ordered by version. It
 // returns an error for a file that does not follow the naming rule or for two
 // files with one version, so a mistake is caught at build time by the tests.
-func LoadMigrations(fsys fs.FS) ([]Migration, error) {
+func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	fsys, err := fs.Sub(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,11 +16,7 @@ var migrationFiles embed.FS
 
 // Migrations returns the embedded PostgreSQL migrations.
 func Migrations() ([]store.Migration, error) {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	return store.LoadMigrations(sub)
+	return store.LoadMigrations(migrationFiles, "migrations")
 }
 
 // migrateLockID keys the advisory lock that keeps two nodes from migrating at once.

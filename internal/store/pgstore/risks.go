@@ -3,6 +3,8 @@ package pgstore
 import (
 	"context"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Role describes the role the application connects as, and what it could do
@@ -51,37 +53,30 @@ func (db *DB) InspectRole(ctx context.Context) (Role, error) {
 	if err != nil {
 		return r, mapErr(err)
 	}
-	rows, err := db.pool.Query(ctx,
-		`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND pg_has_role(current_user, tableowner, 'MEMBER') ORDER BY tablename`)
-	if err != nil {
-		return r, mapErr(err)
+	if r.OwnedTables, err = db.names(ctx, ownedTablesSQL); err != nil {
+		return r, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return r, mapErr(err)
-		}
-		r.OwnedTables = append(r.OwnedTables, t)
+	if r.UnsealedTables, err = db.names(ctx, unsealedTablesSQL); err != nil {
+		return r, err
 	}
-	if err := rows.Err(); err != nil {
-		return r, mapErr(err)
-	}
-	rows.Close()
-	rows, err = db.pool.Query(ctx, unsealedTablesSQL)
-	if err != nil {
-		return r, mapErr(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return r, mapErr(err)
-		}
-		r.UnsealedTables = append(r.UnsealedTables, t)
-	}
-	return r, mapErr(rows.Err())
+	return r, nil
 }
+
+// names runs a query that returns one text column.
+func (db *DB) names(ctx context.Context, sql string) ([]string, error) {
+	rows, err := db.pool.Query(ctx, sql)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return names, mapErr(err)
+}
+
+// ownedTablesSQL lists tables in the current schema whose owner the role is,
+// or can become.
+const ownedTablesSQL = `SELECT tablename FROM pg_tables
+WHERE schemaname = current_schema() AND pg_has_role(current_user, tableowner, 'MEMBER')
+ORDER BY tablename`
 
 // unsealedTablesSQL finds tenant tables (a workspace_id column, or workspace
 // itself) in the current schema that lack ENABLE, FORCE or a policy.

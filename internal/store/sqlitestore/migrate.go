@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"atrium/internal/store"
@@ -16,11 +15,7 @@ var migrationFiles embed.FS
 
 // Migrations returns the embedded SQLite migrations.
 func Migrations() ([]store.Migration, error) {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	return store.LoadMigrations(sub)
+	return store.LoadMigrations(migrationFiles, "migrations")
 }
 
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -138,32 +138,32 @@ func (db *DB) Close() error {
 }
 
 func (db *DB) Tx(ctx context.Context, fn func(store.Tx) error) error {
-	return db.run(ctx, db.writer, uuid.Nil, fn)
+	return db.run(ctx, db.writer, tenantContext{}, fn)
 }
 
 func (db *DB) ReadTx(ctx context.Context, fn func(store.Tx) error) error {
-	return db.run(ctx, db.reader, uuid.Nil, fn)
+	return db.run(ctx, db.reader, tenantContext{}, fn)
 }
 
 func (db *DB) InWorkspace(ctx context.Context, workspaceID uuid.UUID, fn func(store.Tx) error) error {
 	if workspaceID == uuid.Nil {
 		return kernel.Internal(fmt.Errorf("sqlitestore: InWorkspace without a workspace"))
 	}
-	return db.run(ctx, db.writer, workspaceID, fn)
+	return db.run(ctx, db.writer, tenantContext{workspace: workspaceID}, fn)
 }
 
 func (db *DB) ReadWorkspace(ctx context.Context, workspaceID uuid.UUID, fn func(store.Tx) error) error {
 	if workspaceID == uuid.Nil {
 		return kernel.Internal(fmt.Errorf("sqlitestore: ReadWorkspace without a workspace"))
 	}
-	return db.run(ctx, db.reader, workspaceID, fn)
+	return db.run(ctx, db.reader, tenantContext{workspace: workspaceID}, fn)
 }
 
 func (db *DB) System(ctx context.Context, reason string, fn func(store.Tx) error) error {
 	if err := store.EnterSystem(ctx, db.logger, reason); err != nil {
 		return err
 	}
-	return db.run(ctx, db.writer, uuid.Nil, fn)
+	return db.run(ctx, db.writer, tenantContext{bypass: true}, fn)
 }
 
 // WorkspaceRow runs one statement on the read pool. A single statement is
@@ -175,12 +175,34 @@ func (db *DB) WorkspaceRow(ctx context.Context, workspaceID uuid.UUID, query str
 	return row{db.reader.QueryRowContext(ctx, query, args...)}
 }
 
-func (db *DB) run(ctx context.Context, pool *sql.DB, workspaceID uuid.UUID, fn func(store.Tx) error) (err error) {
+// tenantContext is what a transaction may write: one workspace's rows, none
+// (platform tables only), or everything (the system path).
+type tenantContext struct {
+	workspace uuid.UUID
+	bypass    bool
+}
+
+// setTenantContextSQL records the writing transaction's tenant context for the
+// tenant triggers. Only the one writer connection runs it, inside BEGIN
+// IMMEDIATE, so no other transaction can see or change it meanwhile.
+const setTenantContextSQL = "UPDATE atrium_tenant_context SET workspace_id = $1, bypass = $2 WHERE singleton = 1"
+
+func (db *DB) run(ctx context.Context, pool *sql.DB, tc tenantContext, fn func(store.Tx) error) (err error) {
 	sqlTx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		return mapErr(err)
 	}
-	t := &tx{tx: sqlTx, now: db.clock.Now(), workspace: workspaceID}
+	if pool == db.writer {
+		var workspace any // NULL outside a workspace
+		if tc.workspace != uuid.Nil {
+			workspace = tc.workspace
+		}
+		if _, err := sqlTx.ExecContext(ctx, setTenantContextSQL, workspace, tc.bypass); err != nil {
+			_ = sqlTx.Rollback()
+			return mapErr(err)
+		}
+	}
+	t := &tx{tx: sqlTx, now: db.clock.Now(), workspace: tc.workspace}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = sqlTx.Rollback()

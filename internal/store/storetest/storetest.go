@@ -200,6 +200,58 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("WorkspaceCannotWriteAnotherWorkspace", func(t *testing.T) {
+		t.Parallel()
+		db, ctx := setup(t)
+		a, b := CreateWorkspace(t, db, "alpha"), CreateWorkspace(t, db, "beta")
+		var evtB uuid.UUID
+		if err := db.InWorkspace(ctx, b, func(tx store.Tx) error {
+			var err error
+			evtB, err = events.Append(ctx, tx, events.Event{Type: "test.kept"})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		attempts := []string{
+			"INSERT INTO outbox (id, workspace_id, event_type, payload, created_at) VALUES ('" + kernel.NewID().String() + "', $1, 'test.forged', '{}', '2026-01-01 00:00:00')",
+			"UPDATE outbox SET event_type = 'test.forged' WHERE workspace_id = $1",
+			"DELETE FROM outbox WHERE workspace_id = $1",
+			"UPDATE workspace SET name = 'forged' WHERE id = $1",
+			"DELETE FROM workspace WHERE id = $1",
+		}
+		for _, stmt := range attempts {
+			// PostgreSQL's policies refuse inserts and hide the rows from updates
+			// and deletes; SQLite's triggers refuse all three. Either way B's
+			// data must come through untouched.
+			_ = db.InWorkspace(ctx, a, func(tx store.Tx) error {
+				_, err := tx.Exec(ctx, stmt, b)
+				return err
+			})
+			_ = db.Tx(ctx, func(tx store.Tx) error {
+				_, err := tx.Exec(ctx, stmt, b)
+				return err
+			})
+		}
+		err := db.InWorkspace(ctx, a, func(tx store.Tx) error {
+			_, err := tx.Exec(ctx, attempts[0], b)
+			return err
+		})
+		if !kernel.IsCode(err, kernel.CodeForbidden) {
+			t.Fatalf("insert into another workspace: %v, want forbidden", err)
+		}
+		var eventType, name string
+		if err := db.WorkspaceRow(ctx, b, "SELECT event_type FROM outbox WHERE id = $1", evtB).Scan(&eventType); err != nil || eventType != "test.kept" {
+			t.Fatalf("B's event after the attempts: %q %v", eventType, err)
+		}
+		if err := db.WorkspaceRow(ctx, b, "SELECT name FROM workspace WHERE id = $1", b).Scan(&name); err != nil || name != "Workspace beta" {
+			t.Fatalf("B's workspace after the attempts: %q %v", name, err)
+		}
+		var n int
+		if err := db.WorkspaceRow(ctx, b, "SELECT count(*) FROM outbox WHERE workspace_id = $1", b).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("B's outbox after the attempts: %d %v", n, err)
+		}
+	})
+
 	t.Run("SystemPathRefusesRequestContexts", func(t *testing.T) {
 		t.Parallel()
 		db, _ := setup(t)

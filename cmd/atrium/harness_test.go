@@ -80,18 +80,20 @@ func newMain(env map[string]string) (*Main, *syncBuffer, *syncBuffer) {
 }
 
 // runMain runs the program in-process to completion, bounded by a minute. A
-// panic fails the test that caused it instead of ending the whole run.
-func runMain(t *testing.T, env map[string]string, args ...string) result {
+// panic fails the test that caused it, with exit code -1, instead of ending
+// the whole run; runMain may be called from any goroutine.
+func runMain(t *testing.T, env map[string]string, args ...string) (r result) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	defer func() {
-		if p := recover(); p != nil {
-			t.Fatalf("atrium %s panicked: %v\n%s", strings.Join(args, " "), p, debug.Stack())
-		}
-	}()
 	m, stdout, stderr := newMain(env)
 	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			t.Errorf("atrium %s panicked: %v\n%s", strings.Join(args, " "), p, debug.Stack())
+			r = result{code: -1, stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+		}
+	}()
 	code := m.Run(ctx, args)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
 }

@@ -146,11 +146,11 @@ func TestSIGTERMLetsAnInFlightRequestFinish(t *testing.T) {
 		t.Fatalf("in-flight request got no answer after SIGTERM: %v", err)
 	}
 	defer resp.Body.Close()
-	var env2 struct {
+	var answer struct {
 		Error struct{ Code string } `json:"error"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&env2); err != nil || resp.StatusCode != http.StatusUnauthorized || env2.Error.Code != "unauthenticated" {
-		t.Fatalf("status %d, code %q (decode: %v); want 401 unauthenticated", resp.StatusCode, env2.Error.Code, err)
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || resp.StatusCode != http.StatusUnauthorized || answer.Error.Code != "unauthenticated" {
+		t.Fatalf("status %d, code %q (decode: %v); want 401 unauthenticated", resp.StatusCode, answer.Error.Code, err)
 	}
 	if code := p.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("exit %d after SIGTERM, want 0", code)
@@ -201,24 +201,32 @@ func TestMigrateOnPostgres(t *testing.T) {
 }
 
 // TestConcurrentMigrateUpAppliesOnce starts two migrations on one fresh data
-// directory at once, as two nodes booting together would.
+// directory at once, as two nodes booting together would. The race depends on
+// timing, so it runs on several fresh directories.
 func TestConcurrentMigrateUpAppliesOnce(t *testing.T) {
-	env := newEnv(t)
-	results := make([]result, 2)
+	for round := range 8 {
+		env := newEnv(t)
+		for i, r := range migrateAtOnce(t, env, 2) {
+			if r.code != 0 {
+				t.Fatalf("round %d, migrate up #%d: exit %d, stderr %q", round, i, r.code, r.stderr)
+			}
+		}
+		r := runMain(t, env, "migrate", "status")
+		if r.code != 0 || len(appliedOnce.FindAllString(r.stdout, -1)) != 1 || strings.Contains(r.stdout, "pending") {
+			t.Fatalf("round %d, status after concurrent migrations: exit %d, stdout %q; want 0001_init applied once", round, r.code, r.stdout)
+		}
+	}
+}
+
+// migrateAtOnce runs n migrate up on env concurrently.
+func migrateAtOnce(t *testing.T, env map[string]string, n int) []result {
+	results := make([]result, n)
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Go(func() { results[i] = runMain(t, env, "migrate", "up") })
 	}
 	wg.Wait()
-	for i, r := range results {
-		if r.code != 0 {
-			t.Fatalf("migrate up #%d: exit %d, stderr %q", i, r.code, r.stderr)
-		}
-	}
-	r := runMain(t, env, "migrate", "status")
-	if r.code != 0 || len(appliedOnce.FindAllString(r.stdout, -1)) != 1 || strings.Contains(r.stdout, "pending") {
-		t.Fatalf("status after two migrations: exit %d, stdout %q; want 0001_init applied once", r.code, r.stdout)
-	}
+	return results
 }
 
 func TestDoctorOnSQLite(t *testing.T) {

@@ -73,19 +73,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	if clock == nil {
 		clock = kernel.SystemClock{}
 	}
-	a = &App{Config: cfg, Logger: logger}
+	built := &App{Config: cfg, Logger: logger}
+	a = built
 	defer func() {
 		if err != nil {
-			a.Close()
+			built.Close() // the error returns set a to nil; built keeps what was opened
 			a = nil
 		}
 	}()
-
-	secret, err := config.EnsureSecret(cfg, logger)
-	if err != nil {
-		return nil, err
-	}
-	cursors := cursor.NewSigner(deriveKey(secret, "atrium/cursor/v1"))
 
 	db, err := openStore(ctx, cfg, clock, logger)
 	if err != nil {
@@ -93,6 +88,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	}
 	a.DB = db
 	a.closers = append(a.closers, func(context.Context) error { return db.Close() })
+
+	secret, err := config.EnsureSecret(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	cursors := cursor.NewSigner(deriveKey(secret, "atrium/cursor/v1"))
 
 	tracer, shutdownTracing, err := newTracer(ctx, cfg)
 	if err != nil {

@@ -93,7 +93,11 @@ func hookHumaErrors() {
 		if hctx != nil {
 			ctx = hctx.Context()
 		}
-		return envelope(ctx, humaError(status, msg, errs))
+		env := envelope(ctx, humaError(status, msg, errs))
+		if hctx != nil && (env.Detail.Code == string(kernel.CodeUnavailable) || env.Detail.Code == string(kernel.CodeRateLimited)) {
+			hctx.SetHeader("Retry-After", "1")
+		}
+		return env
 	}
 	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
 		return huma.NewErrorWithContext(nil, status, msg, errs...)

@@ -7,6 +7,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -16,7 +17,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"atrium/internal/kernel"
 	"atrium/internal/store"
@@ -82,7 +84,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	// The writer must open first: it switches the file to WAL, which read-only
 	// connections cannot do.
-	if err := db.writer.PingContext(ctx); err != nil {
+	if err := pingWriter(ctx, db.writer); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
 	}
@@ -91,6 +93,25 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// pingWriter opens the writer connection. Two processes creating the same new
+// file race to switch it to WAL, and SQLite answers the loser SQLITE_BUSY at
+// once, without waiting for busy_timeout; so BUSY is retried for a while.
+func pingWriter(ctx context.Context, writer *sql.DB) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := writer.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // dsn builds a modernc.org/sqlite connection string. Times are written in

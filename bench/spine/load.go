@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -63,7 +65,10 @@ type sample struct {
 	firstErr  string
 	elapsed   time.Duration
 	latencies []time.Duration
-	perRound  []float64 // requests per second of each measured run
+	perRound  []float64     // requests per second of each measured run
+	cpu       time.Duration // user+system CPU time of the whole process, client included
+	mallocs   uint64        // heap allocations in the whole process, client included
+	heapBytes uint64        // bytes allocated likewise
 }
 
 func (s *sample) add(o sample) {
@@ -75,6 +80,24 @@ func (s *sample) add(o sample) {
 	s.elapsed += o.elapsed
 	s.latencies = append(s.latencies, o.latencies...)
 	s.perRound = append(s.perRound, o.throughput())
+	s.cpu += o.cpu
+	s.mallocs += o.mallocs
+	s.heapBytes += o.heapBytes
+}
+
+// perRequest divides a process-wide allocation count by the requests served.
+// The client's share is the same in every scenario, so differences between
+// scenarios are the servers'.
+func (s sample) perRequest(n uint64) float64 {
+	if s.requests == 0 {
+		return 0
+	}
+	return float64(n) / float64(s.requests)
+}
+
+// cpuPerRequest is the process's CPU time per request, in microseconds.
+func (s sample) cpuPerRequest() float64 {
+	return s.perRequest(uint64(s.cpu.Nanoseconds())) / 1000
 }
 
 func (s sample) throughput() float64 {
@@ -95,6 +118,15 @@ func (s sample) percentile(p float64) time.Duration {
 	return s.latencies[min(max(i, 0), n-1)]
 }
 
+// processCPU is the CPU time this process has used, in user and kernel mode.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // runLoad drives t with concurrency workers for d. Worker w draws workspaces
 // from its own generator seeded with (seed, w), so every scenario sees the
 // same sequence of rows. Every latency is kept; the run's elapsed time runs
@@ -102,6 +134,9 @@ func (s sample) percentile(p float64) time.Duration {
 func runLoad(client *http.Client, t target, concurrency int, d time.Duration, seed uint64) sample {
 	results := make([]sample, concurrency)
 	var wg sync.WaitGroup
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpuBefore := processCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	for w := range concurrency {
@@ -110,7 +145,10 @@ func runLoad(client *http.Client, t target, concurrency int, d time.Duration, se
 		})
 	}
 	wg.Wait()
-	out := sample{elapsed: time.Since(start)}
+	out := sample{elapsed: time.Since(start), cpu: processCPU() - cpuBefore}
+	runtime.ReadMemStats(&after)
+	out.mallocs = after.Mallocs - before.Mallocs
+	out.heapBytes = after.TotalAlloc - before.TotalAlloc
 	for _, r := range results {
 		out.requests += r.requests
 		out.errors += r.errors

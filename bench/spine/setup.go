@@ -1,17 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net/url"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"atrium/internal/app"
 	"atrium/internal/config"
@@ -37,10 +36,9 @@ func (r *rig) close() {
 	}
 }
 
-// newRig boots Atrium on dialect exactly as cmd/atrium would (config.Load,
-// app.New, app.Run), with TestAuth and the JSON log at level info written to
-// io.Discard, so every access line is still built and formatted. It then seeds
-// n workspaces through tenancy.Service.Create and starts the baselines.
+// newRig boots Atrium on dialect, seeds n workspaces through
+// tenancy.Service.Create, starts the two baselines on the app's own store pool
+// and checks that all three answer the same body.
 func newRig(ctx context.Context, dialect store.Dialect, n int) (r *rig, err error) {
 	r = &rig{dialect: dialect}
 	defer func() {
@@ -48,61 +46,18 @@ func newRig(ctx context.Context, dialect store.Dialect, n int) (r *rig, err erro
 			r.close()
 		}
 	}()
-	dir, err := os.MkdirTemp("", "atrium-spine-")
+	a, schema, err := r.boot(ctx, dialect)
 	if err != nil {
 		return nil, err
 	}
-	r.closers = append(r.closers, func() { os.RemoveAll(dir) })
-	env := map[string]string{
-		"ATRIUM_ADDR":      "127.0.0.1:0",
-		"ATRIUM_DATA_DIR":  filepath.Join(dir, "data"),
-		"ATRIUM_LOG_LEVEL": "info",
-	}
-	var schema pgSchema
-	if dialect == store.Postgres {
-		if schema, err = newPostgresSchema(ctx); err != nil {
-			return nil, err
-		}
-		r.closers = append(r.closers, schema.drop)
-		env["ATRIUM_DATABASE_URL"] = schema.appURL
-		env["ATRIUM_AUTO_MIGRATE"] = "false" // migrated as the owner, like testkit
-	}
-	cfg, err := config.Load(nil, func(k string) string { return env[k] })
-	if err != nil {
-		return nil, err
-	}
-	a, err := app.New(ctx, cfg, app.Options{LogOutput: io.Discard, Auth: testkit.TestAuth{}})
-	if err != nil {
-		return nil, fmt.Errorf("boot atrium: %w", err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
-	r.closers = append(r.closers, func() { cancel(); <-done; a.Close() })
-
 	ids, err := seed(ctx, a.Services.Workspaces, n)
 	if err != nil {
 		return nil, err
 	}
-
-	var plain, tenant readFunc
-	switch db := a.DB.(type) {
-	case *sqlitestore.DB:
-		plain, tenant = sqlitePlainRead(db.Reader()), sqliteTxRead(db.Reader())
-		r.notes = append(r.notes, fmt.Sprintf("store pool: SQLite reader pool, %d connections, shared by all three", db.Reader().Stats().MaxOpenConnections))
-	case *pgstore.DB:
-		if err := copyPlainTable(ctx, schema, n); err != nil {
-			return nil, err
-		}
-		plain, tenant = pgPlainRead(db.Pool()), pgTenantRead(db.Pool())
-		r.notes = append(r.notes,
-			fmt.Sprintf("store pool: the app's pgxpool (MaxConns %d, role %s), shared by all three", db.Pool().Config().MaxConns, schema.appRole),
-			"B0 reads "+plainTable+", an identical copy of workspace (same rows, columns, primary key) without RLS:",
-			"   the RLS table shows the app role nothing without app.workspace_id, and FORCE RLS binds the owner too")
-	default:
-		return nil, fmt.Errorf("unexpected store %T", a.DB)
+	plain, tenant, err := r.reads(ctx, a, schema, n)
+	if err != nil {
+		return nil, err
 	}
-
 	bare := func(id string) string { return "/workspaces/" + id }
 	for _, b := range []struct {
 		name string
@@ -124,7 +79,100 @@ func newRig(ctx context.Context, dialect store.Dialect, n int) (r *rig, err erro
 		return nil, err
 	}
 	r.targets = append(r.targets, full)
+	note, err := compareResponses(r.targets)
+	if err != nil {
+		return nil, err
+	}
+	r.notes = append(r.notes, note)
 	return r, nil
+}
+
+// boot starts Atrium exactly as cmd/atrium would (config.Load, app.New,
+// app.Run) on a temporary data directory, or on a fresh PostgreSQL schema,
+// with TestAuth and the JSON log at level info written to io.Discard, so every
+// access line is still built and formatted.
+func (r *rig) boot(ctx context.Context, dialect store.Dialect) (*app.App, pgSchema, error) {
+	var schema pgSchema
+	dir, err := os.MkdirTemp("", "atrium-spine-")
+	if err != nil {
+		return nil, schema, err
+	}
+	r.closers = append(r.closers, func() { os.RemoveAll(dir) })
+	env := map[string]string{
+		"ATRIUM_ADDR":      "127.0.0.1:0",
+		"ATRIUM_DATA_DIR":  filepath.Join(dir, "data"),
+		"ATRIUM_LOG_LEVEL": "info",
+	}
+	if dialect == store.Postgres {
+		if schema, err = newPostgresSchema(ctx); err != nil {
+			return nil, schema, err
+		}
+		r.closers = append(r.closers, schema.drop)
+		env["ATRIUM_DATABASE_URL"] = schema.appURL
+		env["ATRIUM_AUTO_MIGRATE"] = "false" // migrated as the owner, like testkit
+	}
+	cfg, err := config.Load(nil, func(k string) string { return env[k] })
+	if err != nil {
+		return nil, schema, err
+	}
+	a, err := app.New(ctx, cfg, app.Options{LogOutput: io.Discard, Auth: testkit.TestAuth{}})
+	if err != nil {
+		return nil, schema, fmt.Errorf("boot atrium: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	r.closers = append(r.closers, func() { cancel(); <-done; a.Close() })
+	return a, schema, nil
+}
+
+// reads returns B0's and B1's reads on the app's own store pool.
+func (r *rig) reads(ctx context.Context, a *app.App, schema pgSchema, n int) (plain, tenant readFunc, err error) {
+	switch db := a.DB.(type) {
+	case *sqlitestore.DB:
+		r.notes = append(r.notes, fmt.Sprintf("store pool: SQLite reader pool, %d connections, shared by all three", db.Reader().Stats().MaxOpenConnections))
+		return sqlitePlainRead(db.Reader()), sqliteTxRead(db.Reader()), nil
+	case *pgstore.DB:
+		if err := copyPlainTable(ctx, schema, n); err != nil {
+			return nil, nil, err
+		}
+		r.notes = append(r.notes,
+			fmt.Sprintf("store pool: the app's pgxpool (MaxConns %d, role %s), shared by all three", db.Pool().Config().MaxConns, schema.appRole),
+			"B0 reads "+plainTable+", an identical copy of workspace (same rows, columns, primary key) without RLS:",
+			"   the RLS table shows the app role nothing without app.workspace_id, and FORCE RLS binds the owner too")
+		return pgPlainRead(db.Pool()), pgTenantRead(db.Pool()), nil
+	}
+	return nil, nil, fmt.Errorf("unexpected store %T", a.DB)
+}
+
+// compareResponses fetches the first workspace from every target and checks
+// that the bodies are byte for byte the same, so the scenarios differ only in
+// the work behind them. It returns a line describing the responses.
+func compareResponses(targets []target) (string, error) {
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	var first []byte
+	var headers []string
+	for _, t := range targets {
+		resp, err := client.Do(t.requests[0])
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", t.name, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("%s: status %d, %v: %.200s", t.name, resp.StatusCode, err, body)
+		}
+		if first == nil {
+			first = body
+		} else if !bytes.Equal(body, first) {
+			return "", fmt.Errorf("%s answers %q, %s answers %q", t.name, body, targets[0].name, first)
+		}
+		var h bytes.Buffer
+		_ = resp.Header.Write(&h)
+		headers = append(headers, fmt.Sprintf("%s %d", t.name, h.Len()))
+	}
+	return fmt.Sprintf("responses: identical %d-byte bodies; header bytes %s", len(first), strings.Join(headers, ", ")), nil
 }
 
 // seed creates n workspaces through the service, so the rows (and their audit
@@ -139,112 +187,4 @@ func seed(ctx context.Context, svc *tenancy.Service, n int) ([]uuid.UUID, error)
 		ids = append(ids, ws.ID)
 	}
 	return ids, nil
-}
-
-// pgSchema is a fresh schema migrated by the owner role, as
-// testkit.NewPostgresSchema makes for tests (which needs a testing.TB).
-type pgSchema struct {
-	name, ownerURL, appURL, appRole string
-	drop                            func()
-}
-
-func newPostgresSchema(ctx context.Context) (pgSchema, error) {
-	owner := os.Getenv(testkit.EnvPostgresURL)
-	appURL, appRole := os.Getenv(testkit.EnvPostgresAppURL), "atrium_test_app"
-	if appURL != "" {
-		u, err := url.Parse(appURL)
-		if err != nil || u.User == nil {
-			return pgSchema{}, fmt.Errorf("%s must be a postgres:// URL with a user", testkit.EnvPostgresAppURL)
-		}
-		appRole = u.User.Username()
-	} else {
-		u, err := url.Parse(owner)
-		if err != nil {
-			return pgSchema{}, fmt.Errorf("%s must be a postgres:// URL", testkit.EnvPostgresURL)
-		}
-		u.User = url.User(appRole)
-		appURL = u.String()
-	}
-	conn, err := pgx.Connect(ctx, owner)
-	if err != nil {
-		return pgSchema{}, fmt.Errorf("connect as %s: %w", testkit.EnvPostgresURL, err)
-	}
-	defer conn.Close(context.Background())
-	var super, bypass bool
-	if err := conn.QueryRow(ctx, "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1", appRole).Scan(&super, &bypass); err != nil {
-		return pgSchema{}, fmt.Errorf("app role %s (run .ci/setup-services): %w", appRole, err)
-	}
-	if super || bypass {
-		return pgSchema{}, fmt.Errorf("app role %s is superuser or BYPASSRLS: row-level security would not be measured", appRole)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	s := pgSchema{name: "bench_" + hex.EncodeToString(b[:]), appRole: appRole}
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+s.name); err != nil {
-		return pgSchema{}, fmt.Errorf("create schema: %w", err)
-	}
-	s.drop = func() {
-		c, err := pgx.Connect(context.Background(), owner)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "spine: drop schema %s: %v\n", s.name, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+s.name+" CASCADE"); err != nil {
-			fmt.Fprintf(os.Stderr, "spine: drop schema %s: %v\n", s.name, err)
-		}
-	}
-	s.ownerURL, s.appURL = withSearchPath(owner, s.name), withSearchPath(appURL, s.name)
-	if _, err := pgstore.Migrate(ctx, s.ownerURL, appRole); err != nil {
-		s.drop()
-		return pgSchema{}, fmt.Errorf("migrate: %w", err)
-	}
-	return s, nil
-}
-
-// copyPlainTable makes B0's table: workspace's definition and rows, without
-// its policies. The owner reads the rows through the bypass setting, in one
-// transaction-local scope, as the store's system path does.
-func copyPlainTable(ctx context.Context, s pgSchema, want int) error {
-	conn, err := pgx.Connect(ctx, s.ownerURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		for _, stmt := range []string{
-			"SELECT set_config('app.bypass_rls', 'on', true)",
-			"CREATE TABLE " + plainTable + " (LIKE workspace INCLUDING ALL)",
-			"INSERT INTO " + plainTable + " SELECT * FROM workspace",
-			"GRANT SELECT ON " + plainTable + " TO " + pgx.Identifier{s.appRole}.Sanitize(),
-		} {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("%s: %w", stmt, err)
-			}
-		}
-		var got int
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+plainTable).Scan(&got); err != nil {
-			return err
-		}
-		if got != want {
-			return fmt.Errorf("%s has %d rows, want %d", plainTable, got, want)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("copy workspace to %s: %w", plainTable, err)
-	}
-	_, err = conn.Exec(ctx, "ANALYZE workspace, "+plainTable)
-	return err
-}
-
-func withSearchPath(rawURL, schema string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return rawURL
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }

@@ -68,10 +68,10 @@ type options struct {
 func main() {
 	var o options
 	var dialects string
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario per round")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured time per scenario per round")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each measured run")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent client connections")
-	flag.IntVar(&o.rounds, "rounds", 2, "times the B0, B1, FULL sequence repeats")
+	flag.IntVar(&o.rounds, "rounds", 6, "times the B0, B1, FULL sequence repeats (more, shorter rounds even out a shared machine)")
 	flag.IntVar(&o.workspaces, "workspaces", 1000, "workspaces seeded; each request reads a random one")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the per-worker workspace sequences (the same for every scenario)")
 	flag.StringVar(&dialects, "dialects", "sqlite,postgres", "comma-separated store dialects to measure")

@@ -196,7 +196,8 @@ func deriveKey(secret, purpose string) []byte {
 	return mac.Sum(nil)
 }
 
-// NewLogger returns the JSON logger Atrium uses everywhere.
+// NewLogger returns the JSON logger Atrium uses everywhere; lines logged with a
+// request's context carry its request and workspace IDs.
 func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(kernel.NewContextHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})))
 }

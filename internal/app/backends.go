@@ -14,7 +14,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"atrium/internal/config"
 	"atrium/internal/kernel"
@@ -90,10 +89,10 @@ func logMigrations(logger *slog.Logger, applied []store.Migration) {
 }
 
 // newTracer returns a tracer exporting over OTLP/HTTP when an endpoint is
-// configured, and a no-op tracer (costing next to nothing) otherwise.
+// configured, and nil (no tracing middleware at all) otherwise.
 func newTracer(ctx context.Context, cfg config.Config) (trace.Tracer, func(context.Context) error, error) {
 	if cfg.OTLPEndpoint == "" {
-		return noop.NewTracerProvider().Tracer("atrium"), func(context.Context) error { return nil }, nil
+		return nil, func(context.Context) error { return nil }, nil
 	}
 	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.OTLPEndpoint))
 	if err != nil {

@@ -94,7 +94,6 @@ func tenant(access WorkspaceAccess) func(http.Handler) http.Handler {
 			}
 			stateFrom(ctx).workspace = workspaceID
 			ctx = kernel.WithWorkspace(ctx, workspaceID)
-			ctx = kernel.WithLogger(ctx, kernel.Logger(ctx).With("workspace_id", raw))
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}

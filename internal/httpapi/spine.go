@@ -102,14 +102,15 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,128}$`)
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-ID")
-		if !validRequestID.MatchString(id) {
+		if id == "" || !validRequestID.MatchString(id) {
 			id = kernel.FormatID(kernel.PrefixRequest, kernel.NewID())
 		}
 		h := w.Header()
-		h.Set("X-Request-ID", id)
+		// Canonical keys assigned directly: these run on every response.
+		h["X-Request-Id"] = []string{id}
 		// API answers are per caller and often private: never cached, never sniffed.
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
+		h["Cache-Control"] = []string{"no-store"}
+		h["X-Content-Type-Options"] = []string{"nosniff"}
 		ctx := kernel.WithRequestID(r.Context(), id)
 		ctx = context.WithValue(ctx, stateKey{}, &requestState{})
 		ctx = kernel.WithClient(ctx, kernel.Client{IP: clientIP(r), UserAgent: truncate(r.UserAgent(), 512)})
@@ -143,7 +144,7 @@ func logger(base *slog.Logger) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ctx := r.Context()
-			l := base.With("request_id", kernel.RequestID(ctx))
+			l := base // its handler adds request_id and workspace_id from ctx (kernel.ContextHandler)
 			ctx = kernel.WithLogger(ctx, l)
 			sw := &statusWriter{ResponseWriter: w}
 			next.ServeHTTP(sw, r.WithContext(ctx))
@@ -168,6 +169,8 @@ func logger(base *slog.Logger) func(http.Handler) http.Handler {
 				slog.String("actor", st.actor.String()),
 			}
 			if st.workspace != uuid.Nil {
+				// The handler cannot see it: the workspace was added to a context
+				// further down the chain.
 				attrs = append(attrs, slog.String("workspace_id", kernel.FormatID(kernel.PrefixWorkspace, st.workspace)))
 			}
 			l.LogAttrs(ctx, level, "request", attrs...)
@@ -178,6 +181,9 @@ func logger(base *slog.Logger) func(http.Handler) http.Handler {
 // tracing opens a server span per request, continuing a W3C traceparent when
 // one is sent. With no exporter configured the tracer is a no-op.
 func tracing(tracer trace.Tracer) func(http.Handler) http.Handler {
+	if tracer == nil {
+		return nil
+	}
 	prop := propagation.TraceContext{}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

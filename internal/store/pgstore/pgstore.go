@@ -142,7 +142,7 @@ func (r *oneShotRow) Scan(dest ...any) error {
 	defer conn.Release()
 	b := &pgx.Batch{}
 	queueStart(b, txSpec{begin: "BEGIN READ ONLY", workspace: r.workspaceID})
-	b.Queue(r.sql, r.args...)
+	b.Queue(r.sql, pgArgs(r.args)...)
 	b.Queue("COMMIT")
 	br := conn.SendBatch(r.ctx, b)
 	scanErr := scanOneShot(br, dest)

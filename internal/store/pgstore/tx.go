@@ -46,7 +46,7 @@ func queueStart(b *pgx.Batch, spec txSpec) {
 func (t *tx) startWith(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
 	b := &pgx.Batch{}
 	queueStart(b, t.spec)
-	b.Queue(sql, args...)
+	b.Queue(sql, pgArgs(args)...)
 	t.started = true
 	br := t.pgconn().SendBatch(ctx, b)
 	for i := 0; i < b.Len()-1; i++ {
@@ -60,7 +60,7 @@ func (t *tx) startWith(ctx context.Context, sql string, args []any) (pgx.BatchRe
 
 func (t *tx) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
 	if t.started {
-		tag, err := t.pgconn().Exec(ctx, sql, args...)
+		tag, err := t.pgconn().Exec(ctx, sql, pgArgs(args)...)
 		return tag.RowsAffected(), mapErr(err)
 	}
 	br, err := t.startWith(ctx, sql, args)
@@ -76,7 +76,7 @@ func (t *tx) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
 
 func (t *tx) Query(ctx context.Context, sql string, args ...any) (store.Rows, error) {
 	if t.started {
-		r, err := t.pgconn().Query(ctx, sql, args...)
+		r, err := t.pgconn().Query(ctx, sql, pgArgs(args)...)
 		if err != nil {
 			return nil, mapErr(err)
 		}

@@ -38,6 +38,8 @@ type Options struct {
 type DB struct {
 	writer *sql.DB
 	reader *sql.DB
+	// Prepared statements, per pool.
+	readerStmts *stmtCache
 	clock  kernel.Clock
 	logger *slog.Logger
 	path   string
@@ -75,7 +77,8 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	reader.SetMaxIdleConns(readers)
 	reader.SetConnMaxIdleTime(0)
 
-	db := &DB{writer: writer, reader: reader, clock: opts.Clock, logger: opts.Logger, path: opts.Path}
+	db := &DB{writer: writer, reader: reader, clock: opts.Clock, logger: opts.Logger, path: opts.Path,
+		readerStmts: newStmtCache(reader)}
 	if db.clock == nil {
 		db.clock = kernel.SystemClock{}
 	}
@@ -150,6 +153,7 @@ func (db *DB) Ping(ctx context.Context) error {
 }
 
 func (db *DB) Close() error {
+	db.readerStmts.close()
 	rerr := db.reader.Close()
 	werr := db.writer.Close()
 	if werr != nil {
@@ -193,6 +197,9 @@ func (db *DB) WorkspaceRow(ctx context.Context, workspaceID uuid.UUID, query str
 	if workspaceID == uuid.Nil {
 		return errRow{kernel.Internal(fmt.Errorf("sqlitestore: WorkspaceRow without a workspace"))}
 	}
+	if stmt := db.readerStmts.get(ctx, query); stmt != nil {
+		return row{stmt.QueryRowContext(ctx, args...)}
+	}
 	return row{db.reader.QueryRowContext(ctx, query, args...)}
 }
 
@@ -223,7 +230,11 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, tc tenantContext, fn func(s
 			return mapErr(err)
 		}
 	}
-	t := &tx{tx: sqlTx, now: db.clock.Now(), workspace: tc.workspace}
+	stmts := db.readerStmts
+	if pool == db.writer {
+		stmts = nil // see tx.stmt
+	}
+	t := &tx{tx: sqlTx, now: db.clock.Now(), workspace: tc.workspace, stmts: stmts}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = sqlTx.Rollback()
@@ -241,6 +252,23 @@ type tx struct {
 	tx        *sql.Tx
 	now       time.Time
 	workspace uuid.UUID
+	stmts     *stmtCache
+}
+
+// stmt returns query prepared on the transaction's connection when the read
+// pool's cache already holds it, or nil to run it unprepared. A transaction
+// never prepares into the cache itself: preparing takes a connection from the
+// pool, and one that holds the only writer connection (or, under load, every
+// reader) would wait for itself.
+func (t *tx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if t.stmts == nil {
+		return nil
+	}
+	s := t.stmts.lookup(query)
+	if s == nil {
+		return nil
+	}
+	return t.tx.StmtContext(ctx, s)
 }
 
 func (t *tx) Dialect() store.Dialect { return store.SQLite }
@@ -248,7 +276,13 @@ func (t *tx) Now() time.Time         { return t.now }
 func (t *tx) WorkspaceID() uuid.UUID { return t.workspace }
 
 func (t *tx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, query, args...)
+	var res sql.Result
+	var err error
+	if s := t.stmt(ctx, query); s != nil {
+		res, err = s.ExecContext(ctx, args...)
+	} else {
+		res, err = t.tx.ExecContext(ctx, query, args...)
+	}
 	if err != nil {
 		return 0, mapErr(err)
 	}
@@ -257,7 +291,13 @@ func (t *tx) Exec(ctx context.Context, query string, args ...any) (int64, error)
 }
 
 func (t *tx) Query(ctx context.Context, query string, args ...any) (store.Rows, error) {
-	r, err := t.tx.QueryContext(ctx, query, args...)
+	var r *sql.Rows
+	var err error
+	if s := t.stmt(ctx, query); s != nil {
+		r, err = s.QueryContext(ctx, args...)
+	} else {
+		r, err = t.tx.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -265,6 +305,9 @@ func (t *tx) Query(ctx context.Context, query string, args ...any) (store.Rows, 
 }
 
 func (t *tx) QueryRow(ctx context.Context, query string, args ...any) store.Row {
+	if s := t.stmt(ctx, query); s != nil {
+		return row{s.QueryRowContext(ctx, args...)}
+	}
 	return row{t.tx.QueryRowContext(ctx, query, args...)}
 }
 

@@ -8,6 +8,7 @@ run:
 # unless ATRIUM_TEST_POSTGRES_URL is set (see README); `make test-postgres`
 # sets it up on a machine with a local PostgreSQL.
 test:
+	@if [ -z "$$ATRIUM_TEST_POSTGRES_URL" ]; then echo "PostgreSQL tests will skip: set ATRIUM_TEST_POSTGRES_URL or run make test-postgres (see README)"; fi
 	go test -race -count=1 ./...
 
 test-postgres:

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -236,6 +237,23 @@ func TestAuditLogPagesWithSignedCursors(t *testing.T) {
 		assertEnvelope(t, call(t, f.url, "GET", base+"?limt=5", f.bearer, ""), 400, kernel.CodeInvalid, "query.limt")
 		if r := call(t, f.url, "GET", base+"?limit=1000", f.bearer, ""); r.status != 200 {
 			t.Fatalf("limit above the cap: %d %s", r.status, r.raw)
+		}
+	})
+}
+
+func TestHostileUserAgentIsStoredSafely(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d store.Dialect) {
+		f := setup(t, d, testkit.AppOptions{})
+		agent := "evil\xff\xfe" + strings.Repeat("é", 400)
+		headers := map[string]string{"Authorization": f.bearer["Authorization"], "User-Agent": agent}
+		if r := call(t, f.url, "PATCH", "/api/v1/workspaces/"+f.wsID, headers, `{"name": "Renamed"}`); r.status != 200 {
+			t.Fatalf("rename with a hostile user agent: %d %s", r.status, r.raw)
+		}
+		var stored string
+		err := f.app.DB.WorkspaceRow(context.Background(), f.ws,
+			"SELECT user_agent FROM audit_log WHERE workspace_id = $1 AND action = 'workspace.renamed'", f.ws).Scan(&stored)
+		if err != nil || !utf8.ValidString(stored) || len(stored) > 512 || !strings.HasPrefix(stored, "evil\uFFFD") {
+			t.Fatalf("stored user agent %q (%d bytes): %v", stored, len(stored), err)
 		}
 	})
 }

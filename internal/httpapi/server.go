@@ -29,9 +29,9 @@ type Check struct {
 // Deps is everything the HTTP layer needs. Zero values pick safe defaults:
 // no tracer exports, every caller is anonymous, no workspace is reachable.
 type Deps struct {
-	Logger       *slog.Logger
+	Logger *slog.Logger
 	// Tracer records a span per request; nil leaves tracing out of the chain.
-	Tracer trace.Tracer
+	Tracer       trace.Tracer
 	Version      string
 	MaxBodyBytes int64
 	CORSOrigins  []string

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
@@ -129,15 +130,22 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
+// truncate makes a client-supplied header safe to store: valid UTF-8 (headers
+// may carry any byte, PostgreSQL text may not) and at most n bytes, cut on a
+// character boundary.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
-// logger gives the request a logger carrying its ID and writes one access line
-// when it ends. The path is logged without its query string, which may carry
+// logger puts the base logger in the context (its handler adds the request and
+// workspace IDs to each line) and writes one access line when the request ends. The path is logged without its query string, which may carry
 // tokens.
 func logger(base *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {

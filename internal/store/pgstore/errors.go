@@ -44,7 +44,8 @@ func mapPgError(pe *pgconn.PgError) error {
 		return &kernel.Error{Code: kernel.CodeConflict, Message: "already exists", Err: pe}
 	case "23503": // foreign_key_violation
 		return &kernel.Error{Code: kernel.CodeConflict, Message: "a referenced record is missing or still in use", Err: pe}
-	case "23514", "23502", "22001", "22P02", "22003", "22007", "22008": // check, not null, too long, bad text, out of range, bad datetime
+	case "23514", "23502", "22001", "22P02", "22003", "22007", "22008", "22021", "22P05":
+		// check, not null, too long, bad text, out of range, bad datetime, bad or untranslatable character
 		return &kernel.Error{Code: kernel.CodeInvalid, Message: "a value is not acceptable", Err: pe}
 	case "42501", "23001": // insufficient_privilege (RLS, grants), restrict_violation (append-only)
 		return &kernel.Error{Code: kernel.CodeForbidden, Message: "not allowed", Err: pe}

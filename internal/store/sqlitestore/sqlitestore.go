@@ -38,11 +38,11 @@ type Options struct {
 type DB struct {
 	writer *sql.DB
 	reader *sql.DB
-	// Prepared statements, per pool.
+	// readerStmts caches prepared statements of the read pool.
 	readerStmts *stmtCache
-	clock  kernel.Clock
-	logger *slog.Logger
-	path   string
+	clock       kernel.Clock
+	logger      *slog.Logger
+	path        string
 }
 
 var _ store.SystemDB = (*DB)(nil)

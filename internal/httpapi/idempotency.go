@@ -15,10 +15,13 @@ import (
 )
 
 // IdempotencyStore is what the Idempotency-Key middleware needs of storage.
+// Begin hands the request that must run a Claim; Complete and Abandon act only
+// while that Claim still holds the key, so a handler that outlived its lease
+// cannot disturb the retry that took the key over.
 type IdempotencyStore interface {
-	Begin(ctx context.Context, scope, key, fingerprint string) (*idempotency.Response, error)
-	Complete(ctx context.Context, scope, key string, r idempotency.Response) error
-	Abandon(ctx context.Context, scope, key string) error
+	Begin(ctx context.Context, scope, key, fingerprint string) (idempotency.Claim, *idempotency.Response, error)
+	Complete(ctx context.Context, c idempotency.Claim, r idempotency.Response) error
+	Abandon(ctx context.Context, c idempotency.Claim) error
 }
 
 // maxStoredResponse bounds the response kept for replay.
@@ -46,7 +49,7 @@ func idempotent(s IdempotencyStore) func(http.Handler) http.Handler {
 			ctx := r.Context()
 			scope := idempotencyScope(ctx, actor)
 			fp := fingerprint(r, bodyFrom(ctx))
-			stored, err := s.Begin(ctx, scope, key, fp)
+			claim, stored, err := s.Begin(ctx, scope, key, fp)
 			if err != nil {
 				WriteError(w, r, err)
 				return
@@ -62,7 +65,7 @@ func idempotent(s IdempotencyStore) func(http.Handler) http.Handler {
 				// so a retry can run; the detached context survives a client
 				// that hung up.
 				if !completed {
-					_ = s.Abandon(context.WithoutCancel(ctx), scope, key)
+					_ = s.Abandon(context.WithoutCancel(ctx), claim)
 				}
 			}()
 			next.ServeHTTP(rec, r)
@@ -74,7 +77,7 @@ func idempotent(s IdempotencyStore) func(http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			err = s.Complete(context.WithoutCancel(ctx), scope, key, idempotency.Response{
+			err = s.Complete(context.WithoutCancel(ctx), claim, idempotency.Response{
 				Status: status, ContentType: rec.Header().Get("Content-Type"), Body: rec.buf.Bytes(),
 			})
 			if err != nil {

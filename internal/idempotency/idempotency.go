@@ -13,11 +13,18 @@
 // nodes: a claim is an INSERT ... ON CONFLICT DO NOTHING, and a takeover is an
 // UPDATE whose WHERE clause re-checks that the key is still free to take, so of
 // two concurrent requests exactly one wins.
+//
+// The owner of a key holds a Claim whose random token is stored in the row.
+// Complete and Abandon act only on a row that still carries that token, so a
+// request that ran past its lease and lost the key to a retry can neither
+// overwrite the retry's response nor release the retry's claim.
 package idempotency
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -77,6 +84,25 @@ func New(db transactor, opts Options) *Store {
 	return s
 }
 
+// Claim is a request's ownership of a key, given by Begin to the request that
+// must run. Its token identifies this one ownership: once a retry takes the key
+// over, the retry holds a different token, and Complete and Abandon with the old
+// Claim no longer touch the row. The zero Claim holds nothing.
+type Claim struct {
+	Scope, Key string
+	token      string
+}
+
+// Held reports whether c came from a Begin that made its caller the owner.
+func (c Claim) Held() bool { return c.token != "" }
+
+// newClaimToken returns 128 random bits, hex-encoded.
+func newClaimToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error; it crashes the program instead
+	return hex.EncodeToString(b[:])
+}
+
 // Response is what a completed request answered, replayed verbatim to retries.
 type Response struct {
 	Status      int
@@ -88,8 +114,8 @@ type Response struct {
 // CONFLICT DO NOTHING and row values.
 const (
 	insertClaimSQL = `INSERT INTO idempotency_key
-    (scope, key, fingerprint, status, response_status, response_type, response_body, created_at, locked_until, expires_at)
-    VALUES ($1, $2, $3, 'running', 0, '', $4, $5, $6, $7)
+    (scope, key, fingerprint, status, claim, response_status, response_type, response_body, created_at, locked_until, expires_at)
+    VALUES ($1, $2, $3, 'running', $4, 0, '', $5, $6, $7, $8)
     ON CONFLICT (scope, key) DO NOTHING`
 
 	selectKeySQL = `SELECT fingerprint, status, response_status, response_type, response_body, locked_until, expires_at
@@ -99,20 +125,20 @@ const (
 	// new 24 hours) or whose running request let its lease pass (the same
 	// request runs again within the key's original lifetime). The WHERE clause
 	// repeats the check Begin made on the row it read, so a request that lost a
-	// race affects no row.
+	// race affects no row. The new claim token locks the previous owner out.
 	takeoverSQL = `UPDATE idempotency_key SET
-    fingerprint = $3, status = 'running', response_status = 0, response_type = '', response_body = $4,
-    created_at = CASE WHEN expires_at <= $5 THEN $5 ELSE created_at END,
-    locked_until = $6,
-    expires_at = CASE WHEN expires_at <= $5 THEN $7 ELSE expires_at END
+    fingerprint = $3, status = 'running', claim = $4, response_status = 0, response_type = '', response_body = $5,
+    created_at = CASE WHEN expires_at <= $6 THEN $6 ELSE created_at END,
+    locked_until = $7,
+    expires_at = CASE WHEN expires_at <= $6 THEN $8 ELSE expires_at END
     WHERE scope = $1 AND key = $2
-      AND (expires_at <= $5 OR (status = 'running' AND locked_until <= $5))`
+      AND (expires_at <= $6 OR (status = 'running' AND locked_until <= $6))`
 
 	completeSQL = `UPDATE idempotency_key SET
-    status = 'done', response_status = $3, response_type = $4, response_body = $5, locked_until = $6
-    WHERE scope = $1 AND key = $2 AND status = 'running'`
+    status = 'done', response_status = $4, response_type = $5, response_body = $6, locked_until = $7
+    WHERE scope = $1 AND key = $2 AND claim = $3 AND status = 'running'`
 
-	abandonSQL = `DELETE FROM idempotency_key WHERE scope = $1 AND key = $2 AND status = 'running'`
+	abandonSQL = `DELETE FROM idempotency_key WHERE scope = $1 AND key = $2 AND claim = $3 AND status = 'running'`
 
 	// deleteExpiredSQL repeats expires_at on the outer statement so that a row a
 	// concurrent Begin has just taken over (and given a new expiry) is spared.
@@ -124,43 +150,50 @@ const (
 // Begin claims key in scope for the request whose fingerprint is given (the
 // caller's hex SHA-256 of method, path and body).
 //
-// It returns (nil, nil) when the caller now owns the key: it must run the
-// request and then call Complete with the response, or Abandon if it could not
-// produce one. It returns the stored response, and a nil error, when a request
-// with the same key and fingerprint has completed: the caller must send that
-// response and not run the request. A key that expired, or whose running
-// request let its lease pass, is claimed again.
+// When the caller now owns the key it returns a held Claim and a nil response:
+// the caller must run the request and then pass the Claim to Complete with the
+// response, or to Abandon if it could not produce one. When a request with the
+// same key and fingerprint has completed it returns the zero Claim and the
+// stored response: the caller must send that response and not run the request.
+// A key that expired, or whose running request let its lease pass, is claimed
+// again, under a new Claim.
 //
-// On failure it returns unprocessable if the key was used with a different
-// fingerprint, conflict if a request with the key is still running, invalid if
-// the key is not a valid Idempotency-Key, or the store's error.
-func (s *Store) Begin(ctx context.Context, scope, key, fingerprint string) (*Response, error) {
+// On failure it returns the zero Claim, a nil response and unprocessable if the
+// key was used with a different fingerprint, conflict if a request with the key
+// is still running, invalid if the key is not a valid Idempotency-Key, or the
+// store's error.
+func (s *Store) Begin(ctx context.Context, scope, key, fingerprint string) (Claim, *Response, error) {
 	if err := ValidKey(key); err != nil {
-		return nil, err
+		return Claim{}, nil, err
 	}
 	if scope == "" || fingerprint == "" {
-		return nil, kernel.Internal(fmt.Errorf("idempotency: begin without a scope or fingerprint"))
+		return Claim{}, nil, kernel.Internal(fmt.Errorf("idempotency: begin without a scope or fingerprint"))
 	}
+	token := newClaimToken()
 	var replay *Response
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		var err error
-		replay, err = s.claim(ctx, tx, scope, key, fingerprint)
+		replay, err = s.claim(ctx, tx, scope, key, fingerprint, token)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return Claim{}, nil, err
 	}
-	return replay, nil
+	if replay != nil {
+		return Claim{}, replay, nil
+	}
+	return Claim{Scope: scope, Key: key, token: token}, nil, nil
 }
 
 // claim is Begin inside its transaction. Each statement sees what committed
 // before it started (PostgreSQL's read committed; SQLite runs one writer at a
 // time), so when a row changes between the read and the takeover, the next
-// attempt reads it again and decides afresh.
-func (s *Store) claim(ctx context.Context, tx store.Tx, scope, key, fingerprint string) (*Response, error) {
+// attempt reads it again and decides afresh. It returns a nil response when it
+// stored token as the key's claim.
+func (s *Store) claim(ctx context.Context, tx store.Tx, scope, key, fingerprint, token string) (*Response, error) {
 	now := tx.Now()
 	for range maxClaimAttempts {
-		inserted, err := tx.Exec(ctx, insertClaimSQL, scope, key, fingerprint, []byte{}, now, now.Add(s.lease), now.Add(s.ttl))
+		inserted, err := tx.Exec(ctx, insertClaimSQL, scope, key, fingerprint, token, []byte{}, now, now.Add(s.lease), now.Add(s.ttl))
 		if err != nil {
 			return nil, fmt.Errorf("idempotency: claim: %w", err)
 		}
@@ -189,7 +222,7 @@ func (s *Store) claim(ctx context.Context, tx store.Tx, scope, key, fingerprint 
 			return nil, errInProgress()
 		}
 
-		taken, err := tx.Exec(ctx, takeoverSQL, scope, key, fingerprint, []byte{}, now, now.Add(s.lease), now.Add(s.ttl))
+		taken, err := tx.Exec(ctx, takeoverSQL, scope, key, fingerprint, token, []byte{}, now, now.Add(s.lease), now.Add(s.ttl))
 		if err != nil {
 			return nil, fmt.Errorf("idempotency: take over: %w", err)
 		}
@@ -226,13 +259,19 @@ func errInProgress() error {
 	}
 }
 
-// Complete stores r as the response of the request that owns key in scope, so
-// that later requests with the key replay it. Any status is stored, a 5xx too.
+// Complete stores r as the response of the request holding c, so that later
+// requests with the key replay it. Any status is stored, a 5xx too. A request
+// that ran past its lease may still complete, as long as no retry took the key
+// over.
 //
-// It returns not_found if no request holds the key (it was never claimed, was
-// abandoned, or has already completed), internal if r.Status is not an HTTP
-// status, or the store's error.
-func (s *Store) Complete(ctx context.Context, scope, key string, r Response) error {
+// It returns not_found, and changes nothing, if c no longer holds the key: a
+// retry took it over after the lease passed, it expired and was deleted, or c
+// was already completed or abandoned. It returns internal if c is the zero
+// Claim or r.Status is not an HTTP status, or the store's error.
+func (s *Store) Complete(ctx context.Context, c Claim, r Response) error {
+	if !c.Held() {
+		return kernel.Internal(fmt.Errorf("idempotency: complete without a claim"))
+	}
 	if r.Status < 100 || r.Status > 599 {
 		return kernel.Internal(fmt.Errorf("idempotency: complete with status %d", r.Status))
 	}
@@ -241,24 +280,36 @@ func (s *Store) Complete(ctx context.Context, scope, key string, r Response) err
 		body = []byte{} // the column is NOT NULL, and nil binds as NULL
 	}
 	return s.db.Tx(ctx, func(tx store.Tx) error {
-		n, err := tx.Exec(ctx, completeSQL, scope, key, r.Status, r.ContentType, body, tx.Now())
+		n, err := tx.Exec(ctx, completeSQL, c.Scope, c.Key, c.token, r.Status, r.ContentType, body, tx.Now())
 		if err != nil {
 			return fmt.Errorf("idempotency: complete: %w", err)
 		}
 		if n == 0 {
-			return kernel.NotFound("running request for this idempotency key")
+			return errClaimLost()
 		}
 		return nil
 	})
 }
 
-// Abandon releases the claim on key in scope without a response (the handler
+func errClaimLost() error {
+	return &kernel.Error{
+		Code:    kernel.CodeNotFound,
+		Message: "the claim on this idempotency key was lost",
+	}
+}
+
+// Abandon releases the key held by c without a response (the handler
 // panicked, or the client went away), so that a retry runs the request at once
-// instead of waiting for the lease to pass. A completed key is left alone, and
-// a key nobody holds is not an error. It returns only the store's error.
-func (s *Store) Abandon(ctx context.Context, scope, key string) error {
+// instead of waiting for the lease to pass. It does nothing if c is the zero
+// Claim or no longer holds the key (a retry took it over, or it was completed
+// or abandoned already), so a late Abandon never releases another request's
+// claim. It returns only the store's error.
+func (s *Store) Abandon(ctx context.Context, c Claim) error {
+	if !c.Held() {
+		return nil
+	}
 	return s.db.Tx(ctx, func(tx store.Tx) error {
-		if _, err := tx.Exec(ctx, abandonSQL, scope, key); err != nil {
+		if _, err := tx.Exec(ctx, abandonSQL, c.Scope, c.Key, c.token); err != nil {
 			return fmt.Errorf("idempotency: abandon: %w", err)
 		}
 		return nil

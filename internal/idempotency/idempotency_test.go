@@ -54,6 +54,15 @@ func run(t *testing.T, dialect store.Dialect) {
 			t.Fatalf("row after Begin: %s, locked until %v, expires %v; want running, %v, %v",
 				status, lockedUntil, expiresAt, start.Add(idempotency.DefaultLease), start.Add(idempotency.DefaultTTL))
 		}
+		// Each claim carries its own token: 128 random bits in hex.
+		f.mustOwn(t, "user:1", "key-2", fingerprint("a"))
+		first, second := f.readClaim(t, "user:1", "key-1"), f.readClaim(t, "user:1", "key-2")
+		if len(first) != 32 || len(second) != 32 || first == second {
+			t.Fatalf("claim tokens %q and %q, want two different 32-digit hex strings", first, second)
+		}
+		if _, err := hex.DecodeString(first); err != nil {
+			t.Fatalf("claim token %q is not hex", first)
+		}
 	})
 
 	t.Run("CompleteThenBeginReplays", func(t *testing.T) {
@@ -67,16 +76,12 @@ func run(t *testing.T, dialect store.Dialect) {
 		} {
 			key := fmt.Sprintf("key-%d", want.Status)
 			fp := fingerprint(key)
-			f.mustOwn(t, "user:1", key, fp)
-			if err := f.store.Complete(f.ctx, "user:1", key, want); err != nil {
+			c := f.mustOwn(t, "user:1", key, fp)
+			if err := f.store.Complete(f.ctx, c, want); err != nil {
 				t.Fatalf("Complete %d: %v", want.Status, err)
 			}
 			for range 2 { // a replay does not consume the stored response
-				got, err := f.store.Begin(f.ctx, "user:1", key, fp)
-				if err != nil {
-					t.Fatalf("Begin after Complete %d: %v", want.Status, err)
-				}
-				assertResponse(t, got, want)
+				f.mustReplay(t, "user:1", key, fp, want)
 			}
 		}
 	})
@@ -85,29 +90,22 @@ func run(t *testing.T, dialect store.Dialect) {
 		t.Parallel()
 		f := setup(t)
 		f.mustOwn(t, "user:1", "running", fingerprint("a"))
-		f.mustOwn(t, "user:1", "done", fingerprint("a"))
-		f.mustComplete(t, "user:1", "done", idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte(`{}`)})
+		done := f.mustOwn(t, "user:1", "done", fingerprint("a"))
+		f.mustComplete(t, done, idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte(`{}`)})
 		for _, key := range []string{"running", "done"} {
-			_, err := f.store.Begin(f.ctx, "user:1", key, fingerprint("b"))
-			assertError(t, err, kernel.CodeUnprocessable, "different request")
+			f.mustFail(t, "user:1", key, fingerprint("b"), kernel.CodeUnprocessable, "different request")
 		}
 		// The rejected request changed nothing: the original still replays.
-		got, err := f.store.Begin(f.ctx, "user:1", "done", fingerprint("a"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertResponse(t, got, idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte(`{}`)})
+		f.mustReplay(t, "user:1", "done", fingerprint("a"), idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte(`{}`)})
 	})
 
 	t.Run("BeginWhileRunningIsConflict", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t)
 		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
-		_, err := f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		assertError(t, err, kernel.CodeConflict, "in progress")
+		f.mustFail(t, "user:1", "key-1", fingerprint("a"), kernel.CodeConflict, "in progress")
 		f.clock.Advance(idempotency.DefaultLease - time.Second)
-		_, err = f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		assertError(t, err, kernel.CodeConflict, "in progress")
+		f.mustFail(t, "user:1", "key-1", fingerprint("a"), kernel.CodeConflict, "in progress")
 	})
 
 	t.Run("RetryTakesOverAfterLease", func(t *testing.T) {
@@ -116,25 +114,19 @@ func run(t *testing.T, dialect store.Dialect) {
 		start := f.clock.Now()
 		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
 		f.clock.Advance(idempotency.DefaultLease)
-		_, err := f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("b"))
-		assertError(t, err, kernel.CodeUnprocessable, "different request")
-		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		f.mustFail(t, "user:1", "key-1", fingerprint("b"), kernel.CodeUnprocessable, "different request")
+		retry := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
 
 		// The retry holds a fresh lease, within the key's original day.
 		status, lockedUntil, expiresAt := f.readRow(t, "user:1", "key-1")
 		if status != "running" || !lockedUntil.Equal(f.clock.Now().Add(idempotency.DefaultLease)) || !expiresAt.Equal(start.Add(idempotency.DefaultTTL)) {
 			t.Fatalf("row after takeover: %s, locked until %v, expires %v", status, lockedUntil, expiresAt)
 		}
-		_, err = f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		assertError(t, err, kernel.CodeConflict, "in progress")
+		f.mustFail(t, "user:1", "key-1", fingerprint("a"), kernel.CodeConflict, "in progress")
 
 		want := idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte(`{"n":2}`)}
-		f.mustComplete(t, "user:1", "key-1", want)
-		got, err := f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertResponse(t, got, want)
+		f.mustComplete(t, retry, want)
+		f.mustReplay(t, "user:1", "key-1", fingerprint("a"), want)
 	})
 
 	t.Run("LeaseIsConfigurable", func(t *testing.T) {
@@ -142,11 +134,10 @@ func run(t *testing.T, dialect store.Dialect) {
 		f := setupWith(t, idempotency.Options{Lease: 5 * time.Second, TTL: time.Hour})
 		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
 		f.clock.Advance(4 * time.Second)
-		_, err := f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		assertError(t, err, kernel.CodeConflict, "in progress")
+		f.mustFail(t, "user:1", "key-1", fingerprint("a"), kernel.CodeConflict, "in progress")
 		f.clock.Advance(time.Second)
-		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
-		f.mustComplete(t, "user:1", "key-1", idempotency.Response{Status: 200, Body: []byte("x")})
+		retry := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		f.mustComplete(t, retry, idempotency.Response{Status: 200, Body: []byte("x")})
 		f.clock.Advance(time.Hour)
 		f.mustOwn(t, "user:1", "key-1", fingerprint("b"))
 	})
@@ -155,80 +146,118 @@ func run(t *testing.T, dialect store.Dialect) {
 		t.Parallel()
 		f := setup(t)
 		first := idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte(`{"n":1}`)}
-		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
-		f.mustComplete(t, "user:1", "key-1", first)
+		f.mustComplete(t, f.mustOwn(t, "user:1", "key-1", fingerprint("a")), first)
 
 		f.clock.Advance(idempotency.DefaultTTL - time.Second)
-		got, err := f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		if err != nil {
-			t.Fatalf("Begin a second before expiry: %v", err)
-		}
-		assertResponse(t, got, first)
+		f.mustReplay(t, "user:1", "key-1", fingerprint("a"), first)
 
 		f.clock.Advance(time.Second)
-		f.mustOwn(t, "user:1", "key-1", fingerprint("b")) // another request is fine now
+		c := f.mustOwn(t, "user:1", "key-1", fingerprint("b")) // another request is fine now
 		_, _, expiresAt := f.readRow(t, "user:1", "key-1")
 		if !expiresAt.Equal(f.clock.Now().Add(idempotency.DefaultTTL)) {
 			t.Fatalf("new key expires %v, want a day from now", expiresAt)
 		}
 		second := idempotency.Response{Status: 400, ContentType: "application/json", Body: []byte(`{"n":2}`)}
-		f.mustComplete(t, "user:1", "key-1", second)
-		got, err = f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("b"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertResponse(t, got, second)
-		_, err = f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		assertError(t, err, kernel.CodeUnprocessable, "different request")
+		f.mustComplete(t, c, second)
+		f.mustReplay(t, "user:1", "key-1", fingerprint("b"), second)
+		f.mustFail(t, "user:1", "key-1", fingerprint("a"), kernel.CodeUnprocessable, "different request")
 	})
 
 	t.Run("ExpiredRunningKeyIsNew", func(t *testing.T) {
 		t.Parallel()
 		f := setupWith(t, idempotency.Options{Lease: 2 * time.Hour, TTL: time.Hour})
-		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		first := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
 		f.clock.Advance(time.Hour) // expired while its lease still runs
 		f.mustOwn(t, "user:1", "key-1", fingerprint("b"))
+		// The expired request's late response does not land on the new key.
+		err := f.store.Complete(f.ctx, first, idempotency.Response{Status: 201})
+		assertError(t, err, kernel.CodeNotFound, "claim on this idempotency key was lost")
+		if status, _, _ := f.readRow(t, "user:1", "key-1"); status != "running" {
+			t.Fatalf("new key is %s after the late Complete, want running", status)
+		}
 	})
 
 	t.Run("AbandonLetsNextBeginOwn", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t)
-		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
-		if err := f.store.Abandon(f.ctx, "user:1", "key-1"); err != nil {
+		first := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		if err := f.store.Abandon(f.ctx, first); err != nil {
 			t.Fatal(err)
 		}
-		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		second := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
 
-		// Abandoning a completed key, or one nobody holds, changes nothing.
+		// Abandoning a completed key, a released claim, or the zero Claim
+		// changes nothing.
 		want := idempotency.Response{Status: 201, ContentType: "text/plain", Body: []byte("ok")}
-		f.mustComplete(t, "user:1", "key-1", want)
-		for _, key := range []string{"key-1", "never-used"} {
-			if err := f.store.Abandon(f.ctx, "user:1", key); err != nil {
-				t.Fatalf("Abandon %s: %v", key, err)
+		f.mustComplete(t, second, want)
+		for _, c := range []idempotency.Claim{second, first, {}, {Scope: "user:1", Key: "key-1"}} {
+			if err := f.store.Abandon(f.ctx, c); err != nil {
+				t.Fatalf("Abandon %+v: %v", c, err)
 			}
 		}
-		got, err := f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertResponse(t, got, want)
+		f.mustReplay(t, "user:1", "key-1", fingerprint("a"), want)
 	})
 
-	t.Run("CompleteWithoutClaimIsNotFound", func(t *testing.T) {
+	t.Run("CompleteWithoutClaim", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t)
 		resp := idempotency.Response{Status: 200, Body: []byte("x")}
-		err := f.store.Complete(f.ctx, "user:1", "never-used", resp)
-		assertError(t, err, kernel.CodeNotFound, "")
-		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
-		f.mustComplete(t, "user:1", "key-1", resp)
-		err = f.store.Complete(f.ctx, "user:1", "key-1", idempotency.Response{Status: 500})
-		assertError(t, err, kernel.CodeNotFound, "")
-		got, err := f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		if err != nil {
+		for _, c := range []idempotency.Claim{{}, {Scope: "user:1", Key: "key-1"}} {
+			err := f.store.Complete(f.ctx, c, resp)
+			assertError(t, err, kernel.CodeInternal, "")
+		}
+
+		c := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		err := f.store.Complete(f.ctx, c, idempotency.Response{Status: 42})
+		assertError(t, err, kernel.CodeInternal, "")
+		f.mustComplete(t, c, resp)
+		err = f.store.Complete(f.ctx, c, idempotency.Response{Status: 500})
+		assertError(t, err, kernel.CodeNotFound, "claim on this idempotency key was lost")
+		f.mustReplay(t, "user:1", "key-1", fingerprint("a"), resp) // the first response stays
+
+		// An abandoned claim cannot complete either.
+		abandoned := f.mustOwn(t, "user:1", "key-2", fingerprint("a"))
+		if err := f.store.Abandon(f.ctx, abandoned); err != nil {
 			t.Fatal(err)
 		}
-		assertResponse(t, got, resp) // the first response stays
+		err = f.store.Complete(f.ctx, abandoned, resp)
+		assertError(t, err, kernel.CodeNotFound, "claim on this idempotency key was lost")
+		if keys := f.keys(t); len(keys) != 1 || keys[0] != "user:1/key-1" {
+			t.Fatalf("keys: %v, want only user:1/key-1", keys)
+		}
+	})
+
+	t.Run("LateOwnerCannotDisturbTakeover", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t)
+		a := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		f.clock.Advance(idempotency.DefaultLease) // A runs past its lease
+		b := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		if a == b {
+			t.Fatalf("the takeover returned A's claim %+v", a)
+		}
+		held := f.readClaim(t, "user:1", "key-1")
+
+		// A finishes late: its response is refused and B still holds the key.
+		err := f.store.Complete(f.ctx, a, idempotency.Response{Status: 201, ContentType: "text/plain", Body: []byte("from A")})
+		assertError(t, err, kernel.CodeNotFound, "claim on this idempotency key was lost")
+		if status, _, _ := f.readRow(t, "user:1", "key-1"); status != "running" {
+			t.Fatalf("B's row is %s after A's late Complete, want running", status)
+		}
+		f.mustFail(t, "user:1", "key-1", fingerprint("a"), kernel.CodeConflict, "in progress")
+
+		// A's late Abandon does not release B's claim, so no third run starts.
+		if err := f.store.Abandon(f.ctx, a); err != nil {
+			t.Fatalf("A's late Abandon: %v", err)
+		}
+		if status, _, _ := f.readRow(t, "user:1", "key-1"); status != "running" || f.readClaim(t, "user:1", "key-1") != held {
+			t.Fatalf("B's row is %s after A's late Abandon, want running under B's claim", status)
+		}
+		f.mustFail(t, "user:1", "key-1", fingerprint("a"), kernel.CodeConflict, "in progress")
+
+		want := idempotency.Response{Status: 201, ContentType: "text/plain", Body: []byte("from B")}
+		f.mustComplete(t, b, want)
+		f.mustReplay(t, "user:1", "key-1", fingerprint("a"), want)
 	})
 
 	t.Run("ConcurrentBeginsHaveOneOwner", func(t *testing.T) {
@@ -239,12 +268,13 @@ func run(t *testing.T, dialect store.Dialect) {
 			wg      sync.WaitGroup
 			start   = make(chan struct{})
 			results = make([]error, n)
+			claims  = make([]idempotency.Claim, n)
 			replays = make([]*idempotency.Response, n)
 		)
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				replays[i], results[i] = f.store.Begin(f.ctx, "user:1", "fresh", fingerprint("a"))
+				claims[i], replays[i], results[i] = f.store.Begin(f.ctx, "user:1", "fresh", fingerprint("a"))
 			})
 		}
 		close(start)
@@ -252,7 +282,7 @@ func run(t *testing.T, dialect store.Dialect) {
 		owners, conflicts := 0, 0
 		for i, err := range results {
 			switch {
-			case err == nil && replays[i] == nil:
+			case err == nil && claims[i].Held() && replays[i] == nil:
 				owners++
 			case kernel.IsCode(err, kernel.CodeConflict):
 				conflicts++
@@ -280,9 +310,9 @@ func run(t *testing.T, dialect store.Dialect) {
 		for range n {
 			wg.Go(func() {
 				<-start
-				replay, err := f.store.Begin(f.ctx, "user:1", "crashed", fingerprint("a"))
+				c, replay, err := f.store.Begin(f.ctx, "user:1", "crashed", fingerprint("a"))
 				switch {
-				case err == nil && replay == nil:
+				case err == nil && c.Held() && replay == nil:
 					mu.Lock()
 					owners++
 					mu.Unlock()
@@ -301,39 +331,29 @@ func run(t *testing.T, dialect store.Dialect) {
 	t.Run("ScopesAreIndependent", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t)
-		f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
-		f.mustOwn(t, "user:2", "key-1", fingerprint("b"))
+		one := f.mustOwn(t, "user:1", "key-1", fingerprint("a"))
+		two := f.mustOwn(t, "user:2", "key-1", fingerprint("b"))
 		want := idempotency.Response{Status: 201, ContentType: "application/json", Body: []byte(`{"scope":1}`)}
-		f.mustComplete(t, "user:1", "key-1", want)
+		f.mustComplete(t, one, want)
 
-		got, err := f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		if err != nil {
+		f.mustReplay(t, "user:1", "key-1", fingerprint("a"), want)
+		f.mustFail(t, "user:2", "key-1", fingerprint("b"), kernel.CodeConflict, "in progress")
+		if err := f.store.Abandon(f.ctx, two); err != nil {
 			t.Fatal(err)
 		}
-		assertResponse(t, got, want)
-		_, err = f.store.Begin(f.ctx, "user:2", "key-1", fingerprint("b"))
-		assertError(t, err, kernel.CodeConflict, "in progress")
-		if err := f.store.Abandon(f.ctx, "user:2", "key-1"); err != nil {
-			t.Fatal(err)
-		}
-		got, err = f.store.Begin(f.ctx, "user:1", "key-1", fingerprint("a"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertResponse(t, got, want)
+		f.mustReplay(t, "user:1", "key-1", fingerprint("a"), want)
+		f.mustOwn(t, "user:2", "key-1", fingerprint("b"))
 	})
 
 	t.Run("DeleteExpiredRemovesOnlyExpired", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t)
-		f.mustOwn(t, "user:1", "old-done", fingerprint("a"))
-		f.mustComplete(t, "user:1", "old-done", idempotency.Response{Status: 200})
+		f.mustComplete(t, f.mustOwn(t, "user:1", "old-done", fingerprint("a")), idempotency.Response{Status: 200})
 		f.mustOwn(t, "user:1", "old-running", fingerprint("a"))
 		f.mustOwn(t, "user:2", "old-other-scope", fingerprint("a"))
 		f.clock.Advance(12 * time.Hour)
-		f.mustOwn(t, "user:1", "young", fingerprint("a"))
 		young := idempotency.Response{Status: 201, ContentType: "text/plain", Body: []byte("young")}
-		f.mustComplete(t, "user:1", "young", young)
+		f.mustComplete(t, f.mustOwn(t, "user:1", "young", fingerprint("a")), young)
 		f.clock.Advance(12 * time.Hour)
 
 		n, err := f.store.DeleteExpired(f.ctx, 2)
@@ -351,11 +371,7 @@ func run(t *testing.T, dialect store.Dialect) {
 		if keys := f.keys(t); len(keys) != 1 || keys[0] != "user:1/young" {
 			t.Fatalf("keys left: %v, want only user:1/young", keys)
 		}
-		got, err := f.store.Begin(f.ctx, "user:1", "young", fingerprint("a"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		assertResponse(t, got, young)
+		f.mustReplay(t, "user:1", "young", fingerprint("a"), young)
 
 		_, err = f.store.DeleteExpired(f.ctx, 0)
 		assertError(t, err, kernel.CodeInternal, "")
@@ -364,8 +380,7 @@ func run(t *testing.T, dialect store.Dialect) {
 	t.Run("BeginRejectsInvalidKey", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t)
-		_, err := f.store.Begin(f.ctx, "user:1", "has space", fingerprint("a"))
-		assertError(t, err, kernel.CodeInvalid, "")
+		f.mustFail(t, "user:1", "has space", fingerprint("a"), kernel.CodeInvalid, "")
 		if keys := f.keys(t); len(keys) != 0 {
 			t.Fatalf("keys stored: %v, want none", keys)
 		}
@@ -412,19 +427,60 @@ func fingerprint(request string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (f fixture) mustOwn(t *testing.T, scope, key, fingerprint string) {
+// mustOwn begins key in scope and fails the test unless the caller now owns it:
+// a held Claim for that scope and key, no replay, and the claim in the row.
+func (f fixture) mustOwn(t *testing.T, scope, key, fingerprint string) idempotency.Claim {
 	t.Helper()
-	replay, err := f.store.Begin(f.ctx, scope, key, fingerprint)
-	if err != nil || replay != nil {
-		t.Fatalf("Begin %s/%s: %+v, %v; want ownership", scope, key, replay, err)
+	c, replay, err := f.store.Begin(f.ctx, scope, key, fingerprint)
+	if err != nil || replay != nil || !c.Held() || c.Scope != scope || c.Key != key {
+		t.Fatalf("Begin %s/%s: %+v, %+v, %v; want ownership", scope, key, c, replay, err)
+	}
+	return c
+}
+
+// mustReplay begins key in scope and fails the test unless it replays want
+// without handing out a claim.
+func (f fixture) mustReplay(t *testing.T, scope, key, fingerprint string, want idempotency.Response) {
+	t.Helper()
+	c, got, err := f.store.Begin(f.ctx, scope, key, fingerprint)
+	if err != nil {
+		t.Fatalf("Begin %s/%s: %v; want a replay of %d", scope, key, err, want.Status)
+	}
+	if c != (idempotency.Claim{}) {
+		t.Fatalf("Begin %s/%s replayed with claim %+v, want the zero Claim", scope, key, c)
+	}
+	assertResponse(t, got, want)
+}
+
+// mustFail begins key in scope and fails the test unless Begin fails with code
+// and a message containing messagePart, and returns neither claim nor replay.
+func (f fixture) mustFail(t *testing.T, scope, key, fingerprint string, code kernel.Code, messagePart string) {
+	t.Helper()
+	c, replay, err := f.store.Begin(f.ctx, scope, key, fingerprint)
+	if c != (idempotency.Claim{}) || replay != nil {
+		t.Fatalf("Begin %s/%s: %+v, %+v, %v; want only an error", scope, key, c, replay, err)
+	}
+	assertError(t, err, code, messagePart)
+}
+
+func (f fixture) mustComplete(t *testing.T, c idempotency.Claim, r idempotency.Response) {
+	t.Helper()
+	if err := f.store.Complete(f.ctx, c, r); err != nil {
+		t.Fatalf("Complete %s/%s: %v", c.Scope, c.Key, err)
 	}
 }
 
-func (f fixture) mustComplete(t *testing.T, scope, key string, r idempotency.Response) {
+// readClaim reads the claim token stored in the row.
+func (f fixture) readClaim(t *testing.T, scope, key string) string {
 	t.Helper()
-	if err := f.store.Complete(f.ctx, scope, key, r); err != nil {
-		t.Fatalf("Complete %s/%s: %v", scope, key, err)
+	var claim string
+	err := f.db.Tx(f.ctx, func(tx store.Tx) error {
+		return tx.QueryRow(f.ctx, "SELECT claim FROM idempotency_key WHERE scope = $1 AND key = $2", scope, key).Scan(&claim)
+	})
+	if err != nil {
+		t.Fatalf("read claim of %s/%s: %v", scope, key, err)
 	}
+	return claim
 }
 
 // readRow reads the stored row, as the middleware's operator would see it.

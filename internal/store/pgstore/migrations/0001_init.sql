@@ -81,6 +81,7 @@ CREATE TABLE idempotency_key (
     key             text        NOT NULL,
     fingerprint     text        NOT NULL,
     status          text        NOT NULL CHECK (status IN ('running', 'done')),
+    claim           text        NOT NULL,
     response_status integer     NOT NULL,
     response_type   text        NOT NULL,
     response_body   bytea       NOT NULL,

@@ -86,6 +86,7 @@ CREATE TABLE idempotency_key (
     key             TEXT      NOT NULL,
     fingerprint     TEXT      NOT NULL,
     status          TEXT      NOT NULL CHECK (status IN ('running', 'done')),
+    claim           TEXT      NOT NULL,
     response_status INTEGER   NOT NULL,
     response_type   TEXT      NOT NULL,
     response_body   BLOB      NOT NULL,

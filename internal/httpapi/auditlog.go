@@ -37,7 +37,7 @@ type listAuditInput struct {
 
 type listAuditOutput struct {
 	Body struct {
-		Data       []AuditEntryBody `json:"data"`
+		Items      []AuditEntryBody `json:"items"`
 		NextCursor string           `json:"next_cursor,omitempty" doc:"Pass as cursor for the next page; absent on the last page"`
 		HasMore    bool             `json:"has_more"`
 	}
@@ -72,9 +72,9 @@ func registerAuditLog(api huma.API, db store.DB, cursors *cursor.Signer) {
 		}
 		page, more := cursor.Trim(entries, limit)
 		out := &listAuditOutput{}
-		out.Body.Data = make([]AuditEntryBody, 0, len(page))
+		out.Body.Items = make([]AuditEntryBody, 0, len(page))
 		for _, e := range page {
-			out.Body.Data = append(out.Body.Data, AuditEntryBody{
+			out.Body.Items = append(out.Body.Items, AuditEntryBody{
 				ID: kernel.FormatID(kernel.PrefixAudit, e.ID), Action: e.Action, ActorType: e.ActorType, ActorID: e.ActorID,
 				TargetType: e.TargetType, TargetID: e.TargetID, Metadata: e.Metadata, IP: e.IP, UserAgent: e.UserAgent,
 				RequestID: e.RequestID, CreatedAt: e.CreatedAt,

@@ -211,7 +211,7 @@ func TestAuditLogPagesWithSignedCursors(t *testing.T) {
 		// 6 entries: workspace.created and 5 renames, newest first, 4 per page.
 		base := "/api/v1/workspaces/" + f.wsID + "/audit-log"
 		first := call(t, f.url, "GET", base+"?limit=4", f.bearer, "")
-		data, _ := first.body["data"].([]any)
+		data, _ := first.body["items"].([]any)
 		if first.status != 200 || len(data) != 4 || first.body["has_more"] != true {
 			t.Fatalf("first page: %d %s", first.status, first.raw)
 		}
@@ -220,7 +220,7 @@ func TestAuditLogPagesWithSignedCursors(t *testing.T) {
 		}
 		next := first.body["next_cursor"].(string)
 		second := call(t, f.url, "GET", base+"?limit=4&cursor="+next, f.bearer, "")
-		data2, _ := second.body["data"].([]any)
+		data2, _ := second.body["items"].([]any)
 		if second.status != 200 || len(data2) != 2 || second.body["has_more"] != false || second.body["next_cursor"] != nil {
 			t.Fatalf("second page: %d %s", second.status, second.raw)
 		}

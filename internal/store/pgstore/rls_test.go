@@ -320,9 +320,11 @@ func TestMigrateRecoversFromAnInterruptedMigration(t *testing.T) {
 	if err != nil || len(applied) != len(all) {
 		t.Fatalf("Migrate after the interruption: applied %d of %d, err %v", len(applied), len(all), err)
 	}
-	want := []string{"audit_log", "idempotency_key", "outbox", "schema_migrations", "workspace"}
-	if tables := existingTables(t, killer); !slices.Equal(tables, want) {
-		t.Fatalf("tables after Migrate: %v, want %v", tables, want)
+	tables := existingTables(t, killer)
+	for _, want := range []string{"audit_log", "idempotency_key", "outbox", "schema_migrations", "workspace"} {
+		if !slices.Contains(tables, want) {
+			t.Fatalf("tables after Migrate: %v, missing %s", tables, want)
+		}
 	}
 	db := openStore(t, schemaURL)
 	assertAllApplied(t, db)

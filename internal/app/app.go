@@ -21,7 +21,11 @@ import (
 	"atrium/internal/httpapi"
 	"atrium/internal/httpapi/cursor"
 	"atrium/internal/idempotency"
+	"atrium/internal/identity"
+	"atrium/internal/identity/password"
 	"atrium/internal/kernel"
+	"atrium/internal/mail"
+	"atrium/internal/mail/devmail"
 	"atrium/internal/store"
 	"atrium/internal/tenancy"
 )
@@ -35,8 +39,11 @@ type Options struct {
 	LogOutput io.Writer
 	// Clock replaces the real clock (tests move time with it).
 	Clock kernel.Clock
-	// Auth replaces the request authenticator.
+	// Auth, when set, is tried after the session cookie: tests put their bearer
+	// test keys here until API keys exist.
 	Auth httpapi.Authenticator
+	// PasswordParams replaces password.DefaultParams(); tests use cheap ones.
+	PasswordParams *password.Params
 	// Routes registers extra API operations.
 	Routes []func(api huma.API)
 }
@@ -58,6 +65,10 @@ type App struct {
 type Services struct {
 	Workspaces  *tenancy.Service
 	Idempotency *idempotency.Store
+	Identity    *identity.Service
+	// Mailbox is the dev mailbox every email goes to (SMTP arrives with the
+	// rest of issue 3).
+	Mailbox *devmail.Mailbox
 }
 
 // New builds the app: it opens and migrates the store, checks the database role,
@@ -104,6 +115,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	a.Services = Services{
 		Workspaces:  tenancy.NewService(db),
 		Idempotency: idempotency.New(db, idempotency.Options{}),
+		Mailbox:     devmail.New(db),
+	}
+	if a.Services.Identity, err = newIdentity(cfg, opts, db, a.Services.Mailbox, logger); err != nil {
+		return nil, err
 	}
 	a.handler = httpapi.NewHandler(httpapi.Deps{
 		Logger:       logger,
@@ -112,17 +127,27 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		CORSOrigins:  cfg.CORSOrigins,
 		Ready:        []httpapi.Check{{Name: "store", Ping: db.Ping}},
-		Auth:         opts.Auth,
+		Auth:         authenticator(a.Services.Identity, opts.Auth),
 		Idempotency:  a.Services.Idempotency,
 		Workspaces:   a.Services.Workspaces,
+		Identity:     a.Services.Identity,
 		DB:           db,
 		Cursors:      cursors,
 		Routes:       opts.Routes,
 	})
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	if err := a.listen(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// listen binds the configured address and builds the HTTP server around the
+// handler. It returns an error naming ATRIUM_ADDR if the address is taken.
+func (a *App) listen(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.Config.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s (ATRIUM_ADDR): %w", cfg.Addr, err)
+		return fmt.Errorf("listen on %s (ATRIUM_ADDR): %w", a.Config.Addr, err)
 	}
 	a.listener = ln
 	a.server = &http.Server{
@@ -132,10 +157,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	return a, nil
+	return nil
 }
 
 // Addr is the address the server listens on, with the real port.
@@ -187,6 +212,43 @@ func (a *App) Close() error {
 	a.closers = nil
 	return errors.Join(errs...)
 }
+
+// newIdentity builds the identity service. Mail goes to the dev mailbox; in
+// production that is said loudly, since no email leaves the server.
+func newIdentity(cfg config.Config, opts Options, db store.DB, mailer mail.Mailer, logger *slog.Logger) (*identity.Service, error) {
+	params := password.DefaultParams()
+	if opts.PasswordParams != nil {
+		params = *opts.PasswordParams
+	}
+	if err := params.Validate(); err != nil {
+		return nil, err
+	}
+	templates, err := mail.LoadTemplates(productName)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Production() {
+		logger.Warn("email goes to the dev mailbox: no message leaves this server until SMTP is configured")
+	}
+	return identity.NewService(identity.Config{
+		DB: db, Hasher: password.New(params, 0), Mailer: mailer, Templates: templates,
+		BaseURL: cfg.BaseURL, Logger: logger,
+		IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime,
+	})
+}
+
+// authenticator is the request authenticator: the session cookie first, then
+// extra (bearer credentials), if any.
+func authenticator(sessions *identity.Service, extra httpapi.Authenticator) httpapi.Authenticator {
+	chain := httpapi.AuthChain{httpapi.SessionCookie{Sessions: sessions}}
+	if extra != nil {
+		chain = append(chain, extra)
+	}
+	return chain
+}
+
+// productName names the product in emails.
+const productName = "Atrium"
 
 // deriveKey gives each use of the secret its own key, so that a value signed
 // for one purpose (a cursor) is never valid for another (a session).

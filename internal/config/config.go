@@ -41,6 +41,8 @@ type Config struct {
 	MaxBodyBytes       int64         // ATRIUM_MAX_BODY_BYTES: request body limit
 	ShutdownTimeout    time.Duration // ATRIUM_SHUTDOWN_TIMEOUT: how long in-flight requests get on SIGTERM
 	OTLPEndpoint       string        // ATRIUM_OTLP_ENDPOINT: OTLP/HTTP traces endpoint; empty = no exporter
+	SessionIdleTimeout time.Duration // ATRIUM_SESSION_IDLE_TIMEOUT: a session unused this long ends
+	SessionLifetime    time.Duration // ATRIUM_SESSION_LIFETIME: a session ends this long after login
 }
 
 // Production reports whether this is a production deployment.
@@ -165,6 +167,22 @@ var settings = []setting{
 		c.OTLPEndpoint = v
 		return nil
 	}},
+	{"ATRIUM_SESSION_IDLE_TIMEOUT", "session-idle-timeout", "168h", "a session unused this long ends (sign in again)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute || d > 90*24*time.Hour {
+			return errors.New("want a duration between 1m and 2160h, such as 30m or 168h")
+		}
+		c.SessionIdleTimeout = d
+		return nil
+	}},
+	{"ATRIUM_SESSION_LIFETIME", "session-lifetime", "720h", "a session ends this long after login, however it is used", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute || d > 90*24*time.Hour {
+			return errors.New("want a duration between 1m and 2160h, such as 12h or 720h")
+		}
+		c.SessionLifetime = d
+		return nil
+	}},
 }
 
 // Load reads the environment through getenv, then the flags in args, and
@@ -211,6 +229,9 @@ func (c *Config) crossChecks() []string {
 	}
 	if c.Env == Production && c.BaseURL == "" {
 		out = append(out, "ATRIUM_BASE_URL (--base-url): required in production")
+	}
+	if c.SessionIdleTimeout > c.SessionLifetime && c.SessionLifetime > 0 {
+		out = append(out, "ATRIUM_SESSION_IDLE_TIMEOUT (--session-idle-timeout): must not be longer than ATRIUM_SESSION_LIFETIME")
 	}
 	if c.MigrateDatabaseURL != "" && c.DatabaseURL == "" {
 		out = append(out, "ATRIUM_MIGRATE_DATABASE_URL (--migrate-database-url): needs ATRIUM_DATABASE_URL too")

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) string {
@@ -19,7 +20,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.DatabaseURL != "" || c.Env != Development ||
-		c.BaseURL != "http://127.0.0.1:8080" || c.LogLevel != slog.LevelInfo || c.MaxBodyBytes != 1<<20 || !c.AutoMigrate {
+		c.BaseURL != "http://127.0.0.1:8080" || c.LogLevel != slog.LevelInfo || c.MaxBodyBytes != 1<<20 || !c.AutoMigrate ||
+		c.SessionIdleTimeout != 7*24*time.Hour || c.SessionLifetime != 30*24*time.Hour {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -36,15 +38,19 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 
 func TestInvalidValuesNameTheirVariable(t *testing.T) {
 	cases := map[string]map[string]string{
-		"ATRIUM_ADDR":           {"ATRIUM_ADDR": "nonsense"},
-		"ATRIUM_ENV":            {"ATRIUM_ENV": "staging"},
-		"ATRIUM_DATABASE_URL":   {"ATRIUM_DATABASE_URL": "mysql://x"},
-		"ATRIUM_LOG_LEVEL":      {"ATRIUM_LOG_LEVEL": "loud"},
-		"ATRIUM_SECRET_KEY":     {"ATRIUM_SECRET_KEY": "short"},
-		"ATRIUM_BASE_URL":       {"ATRIUM_BASE_URL": "ftp://x"},
-		"ATRIUM_CORS_ORIGINS":   {"ATRIUM_CORS_ORIGINS": "*"},
-		"ATRIUM_MAX_BODY_BYTES": {"ATRIUM_MAX_BODY_BYTES": "12"},
-		"ATRIUM_AUTO_MIGRATE":   {"ATRIUM_AUTO_MIGRATE": "perhaps"},
+		"ATRIUM_ADDR":                 {"ATRIUM_ADDR": "nonsense"},
+		"ATRIUM_ENV":                  {"ATRIUM_ENV": "staging"},
+		"ATRIUM_DATABASE_URL":         {"ATRIUM_DATABASE_URL": "mysql://x"},
+		"ATRIUM_LOG_LEVEL":            {"ATRIUM_LOG_LEVEL": "loud"},
+		"ATRIUM_SECRET_KEY":           {"ATRIUM_SECRET_KEY": "short"},
+		"ATRIUM_BASE_URL":             {"ATRIUM_BASE_URL": "ftp://x"},
+		"ATRIUM_CORS_ORIGINS":         {"ATRIUM_CORS_ORIGINS": "*"},
+		"ATRIUM_MAX_BODY_BYTES":       {"ATRIUM_MAX_BODY_BYTES": "12"},
+		"ATRIUM_AUTO_MIGRATE":         {"ATRIUM_AUTO_MIGRATE": "perhaps"},
+		"ATRIUM_SESSION_IDLE_TIMEOUT": {"ATRIUM_SESSION_IDLE_TIMEOUT": "30s"},
+		"ATRIUM_SESSION_LIFETIME":     {"ATRIUM_SESSION_LIFETIME": "forever"},
+		"ATRIUM_SESSION_IDLE_TIMEOUT (--session-idle-timeout): must not be longer": {
+			"ATRIUM_SESSION_IDLE_TIMEOUT": "48h", "ATRIUM_SESSION_LIFETIME": "24h"},
 	}
 	for variable, e := range cases {
 		_, err := Load(nil, env(e))

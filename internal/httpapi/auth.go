@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -50,8 +51,16 @@ func auth(a Authenticator) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			actor, err := a.Authenticate(r)
 			if err != nil {
-				WriteError(w, r, err)
-				return
+				if !errors.Is(err, errStaleSession) {
+					WriteError(w, r, err)
+					return
+				}
+				if !credentialRoutes[r.URL.Path] {
+					w.Header().Add("Set-Cookie", clearedSessionCookie())
+					WriteError(w, r, err)
+					return
+				}
+				actor = kernel.Actor{} // a stale cookie does not stop anyone logging in again
 			}
 			if !actor.IsAuthenticated() {
 				next.ServeHTTP(w, r)
@@ -112,7 +121,10 @@ func workspaceSegment(path string) (string, bool) {
 // csrf refuses cross-origin unsafe requests authenticated by a cookie, using
 // the browser's Sec-Fetch-Site and Origin headers (net/http's
 // CrossOriginProtection). Bearer credentials are not sent by browsers on their
-// own, so they need no such check.
+// own, so they need no such check. The credential routes (sign-up, login,
+// logout, verification) are checked whoever calls them: a cross-site form
+// must not log a victim's browser into an attacker's account (login CSRF).
+// Clients that are not browsers send neither header and pass.
 func csrf(trustedOrigins []string) func(http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	for _, o := range trustedOrigins {
@@ -120,7 +132,7 @@ func csrf(trustedOrigins []string) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if kernel.ActorFrom(r.Context()).Via == kernel.ViaCookie {
+			if kernel.ActorFrom(r.Context()).Via == kernel.ViaCookie || strings.HasPrefix(r.URL.Path, authPrefix) {
 				if err := cop.Check(r); err != nil {
 					WriteError(w, r, &kernel.Error{Code: kernel.CodeForbidden, Message: "cross-origin request refused", Err: err})
 					return

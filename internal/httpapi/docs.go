@@ -63,7 +63,7 @@ table{border-collapse:collapse;width:100%;margin:8px 0}td,th{text-align:left;pad
 <p>{{.Description}}</p>
 {{range .Tags}}<h2>{{.Name}}</h2>{{range .Operations}}
 <div class="op" id="{{.ID}}"><span class="m {{.Method}}">{{.Method}}</span><span class="path">{{.Path}}</span>
-<p><strong>{{.Summary}}</strong>{{if .Secured}} <span class="muted">· needs a bearer credential</span>{{end}}</p>
+<p><strong>{{.Summary}}</strong>{{if .Secured}} <span class="muted">· needs credentials (a session cookie or a bearer token)</span>{{end}}</p>
 {{if .Description}}<p>{{.Description}}</p>{{end}}
 {{if .Params}}<table><tr><th>Parameter</th><th>In</th><th>Type</th><th></th></tr>{{range .Params}}
 <tr><td><code>{{.Name}}</code>{{if .Required}} <span class="req">required</span>{{end}}</td><td>{{.In}}</td><td>{{.Type}}</td><td>{{.Description}}</td></tr>{{end}}</table>{{end}}

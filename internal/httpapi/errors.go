@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -59,12 +60,24 @@ func envelope(ctx context.Context, err error) *ErrorEnvelope {
 // WriteError writes err as the envelope with its status.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	env := envelope(r.Context(), err)
-	if ke := kernel.As(err); ke.Code == kernel.CodeRateLimited || ke.Code == kernel.CodeUnavailable {
-		if w.Header().Get("Retry-After") == "" {
-			w.Header().Set("Retry-After", "1")
-		}
+	if after := retryAfter(kernel.As(err)); after != "" && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", after)
 	}
 	writeJSON(w, env.status, env)
+}
+
+// retryAfter is the Retry-After value for e in whole seconds, rounded up: the
+// error's own RetryAfter, or 1 for a rate-limited or unavailable answer that
+// names none; "" for every other error.
+func retryAfter(e *kernel.Error) string {
+	if e.Code != kernel.CodeRateLimited && e.Code != kernel.CodeUnavailable {
+		return ""
+	}
+	seconds := int64(1)
+	if e.RetryAfter > 0 {
+		seconds = int64((e.RetryAfter + time.Second - 1) / time.Second)
+	}
+	return strconv.FormatInt(seconds, 10)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -93,9 +106,10 @@ func hookHumaErrors() {
 		if hctx != nil {
 			ctx = hctx.Context()
 		}
-		env := envelope(ctx, humaError(status, msg, errs))
-		if hctx != nil && (env.Detail.Code == string(kernel.CodeUnavailable) || env.Detail.Code == string(kernel.CodeRateLimited)) {
-			hctx.SetHeader("Retry-After", "1")
+		cause := humaError(status, msg, errs)
+		env := envelope(ctx, cause)
+		if after := retryAfter(kernel.As(cause)); hctx != nil && after != "" {
+			hctx.SetHeader("Retry-After", after)
 		}
 		return env
 	}

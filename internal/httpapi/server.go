@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"atrium/internal/httpapi/cursor"
+	"atrium/internal/identity"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 	"atrium/internal/tenancy"
@@ -40,9 +41,11 @@ type Deps struct {
 	Access       WorkspaceAccess
 	Idempotency  IdempotencyStore
 	Workspaces   *tenancy.Service
+	// Identity serves sign-up, login, sessions and /me; nil leaves those routes out.
+	Identity *identity.Service
 	// DB serves the read-only views that need no service of their own (the audit log).
 	DB store.DB
-	// Cursors signs pagination cursors; required with DB.
+	// Cursors signs pagination cursors; required with DB and with Identity.
 	Cursors *cursor.Signer
 	// Routes registers further operations: a fork's own product, or a test's.
 	Routes []func(api huma.API)
@@ -77,6 +80,13 @@ func NewHandler(d Deps) http.Handler {
 	}
 	if d.Workspaces != nil {
 		registerWorkspaces(api, d.Workspaces)
+	}
+	if d.Identity != nil {
+		if d.Cursors == nil {
+			panic("httpapi: Deps.Identity needs Deps.Cursors to page session lists")
+		}
+		registerAuth(api, d.Identity)
+		registerMe(api, d.Identity, d.Cursors)
 	}
 	for _, register := range d.Routes {
 		register(api)
@@ -118,7 +128,8 @@ func apiConfig(version string, maxBody int64) huma.Config {
 	cfg.SchemasPath = "/api/schemas"
 	cfg.CreateHooks = nil // no $schema links injected into response bodies
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
-		"bearer": {Type: "http", Scheme: "bearer", Description: "An API key or personal access token"},
+		"bearer":  {Type: "http", Scheme: "bearer", Description: "An API key or personal access token"},
+		"session": {Type: "apiKey", In: "cookie", Name: SessionCookieName, Description: "The session cookie set at login"},
 	}
 	return cfg
 }

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
@@ -114,7 +113,7 @@ func requestID(next http.Handler) http.Handler {
 		h["X-Content-Type-Options"] = []string{"nosniff"}
 		ctx := kernel.WithRequestID(r.Context(), id)
 		ctx = context.WithValue(ctx, stateKey{}, &requestState{})
-		ctx = kernel.WithClient(ctx, kernel.Client{IP: clientIP(r), UserAgent: truncate(r.UserAgent(), 512)})
+		ctx = kernel.WithClient(ctx, kernel.Client{IP: clientIP(r), UserAgent: kernel.BoundedText(r.UserAgent(), 512)})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -128,20 +127,6 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// truncate makes a client-supplied header safe to store: valid UTF-8 (headers
-// may carry any byte, PostgreSQL text may not) and at most n bytes, cut on a
-// character boundary.
-func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // logger puts the base logger in the context (its handler adds the request and

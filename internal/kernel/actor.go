@@ -34,6 +34,9 @@ type Actor struct {
 	Via  Via
 	// WorkspaceID binds an API key to its workspace; uuid.Nil for users.
 	WorkspaceID uuid.UUID
+	// SessionID is the session a user proved themselves with (Via cookie), so
+	// that logout can end it and a session list can mark it; uuid.Nil otherwise.
+	SessionID uuid.UUID
 }
 
 // SystemActor is the actor of Atrium's own background work.

@@ -3,6 +3,8 @@ package kernel
 import (
 	"context"
 	"log/slog"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -74,4 +76,18 @@ func WithWorkspace(ctx context.Context, id uuid.UUID) context.Context {
 func WorkspaceFrom(ctx context.Context) (uuid.UUID, bool) {
 	id, ok := ctx.Value(workspaceKey{}).(uuid.UUID)
 	return id, ok
+}
+
+// BoundedText makes client-supplied text safe to store: valid UTF-8 (headers
+// may carry any byte; PostgreSQL text may not) and at most n bytes, cut on a
+// character boundary.
+func BoundedText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Code is one of a small, closed set of error codes. Clients switch on it; the
@@ -71,6 +72,9 @@ type Error struct {
 	Code    Code
 	Message string
 	Fields  map[string]string
+	// RetryAfter, when positive, tells a rate-limited or unavailable caller how
+	// long to wait; the HTTP layer sends it as Retry-After (rounded up to seconds).
+	RetryAfter time.Duration
 	// Err is the cause, kept for logs and errors.Is; never shown to callers.
 	Err error
 }

@@ -14,6 +14,7 @@ const (
 	PrefixEvent     = "evt"
 	PrefixAudit     = "aud"
 	PrefixRequest   = "req"
+	PrefixSession   = "ses"
 )
 
 // NewID returns a fresh UUIDv7: time-ordered, so keys cluster in indexes and sort

@@ -15,7 +15,8 @@ var embedded embed.FS
 
 // Template names shipped with Atrium, each with the type of data it renders.
 const (
-	TemplateVerifyEmail = "verify_email" // data: VerifyEmail
+	TemplateVerifyEmail   = "verify_email"   // data: VerifyEmail
+	TemplateAccountExists = "account_exists" // data: AccountExists
 )
 
 // VerifyEmail is the data of the verify_email template.
@@ -23,6 +24,13 @@ type VerifyEmail struct {
 	Name      string // the recipient's name; may be empty
 	Link      string // the absolute verification link
 	ExpiresIn string // how long the link works, in words ("24 hours")
+}
+
+// AccountExists is the data of the account_exists template: the notice sent
+// to the owner of an address when someone signs up with it again.
+type AccountExists struct {
+	Name      string // the account's name; may be empty
+	LoginLink string // the absolute link to the login page
 }
 
 const (

@@ -12,7 +12,8 @@ import (
 // sampleData holds data for every shipped template; a template added without
 // an entry here fails TestEveryTemplateRenders.
 var sampleData = map[string]any{
-	mail.TemplateVerifyEmail: mail.VerifyEmail{Name: "Ada", Link: "https://app.example.com/verify?token=abc", ExpiresIn: "24 hours"},
+	mail.TemplateVerifyEmail:   mail.VerifyEmail{Name: "Ada", Link: "https://app.example.com/verify?token=abc", ExpiresIn: "24 hours"},
+	mail.TemplateAccountExists: mail.AccountExists{Name: "Ada", LoginLink: "https://app.example.com/login"},
 }
 
 func loadTemplates(t *testing.T) *mail.Templates {

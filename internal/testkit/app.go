@@ -29,7 +29,8 @@ const (
 	TestCookie    = "__Host-atrium_test"
 )
 
-// TestAuth stands in for identity until real credentials exist.
+// TestAuth stands in for API keys until they exist. Boot tries it after real
+// session cookies, so a test can use both.
 type TestAuth struct{}
 
 func (TestAuth) Authenticate(r *http.Request) (kernel.Actor, error) {
@@ -71,7 +72,8 @@ type AppOptions struct {
 }
 
 // Boot starts Atrium on the dialect's store with a temporary data directory,
-// port 0, the fake clock and TestAuth, and stops it when the test ends.
+// port 0, the fake clock, cheap password hashing and TestAuth (after real
+// session cookies), and stops it when the test ends.
 func Boot(t testing.TB, dialect store.Dialect, opts AppOptions) *TestApp {
 	t.Helper()
 	env := map[string]string{
@@ -93,7 +95,9 @@ func Boot(t testing.TB, dialect store.Dialect, opts AppOptions) *TestApp {
 	}
 	clock := NewClock()
 	logs := &syncBuffer{}
-	a, err := app.New(context.Background(), cfg, app.Options{LogOutput: logs, Clock: clock, Auth: TestAuth{}, Routes: opts.Routes})
+	params := FastPasswordParams()
+	a, err := app.New(context.Background(), cfg, app.Options{LogOutput: logs, Clock: clock, Auth: TestAuth{},
+		Routes: opts.Routes, PasswordParams: &params})
 	if err != nil {
 		t.Fatalf("boot atrium on %s: %v", dialect, err)
 	}

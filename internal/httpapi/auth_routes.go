@@ -1,0 +1,179 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"atrium/internal/identity"
+	"atrium/internal/kernel"
+)
+
+// UserBody is an account as the API shows it. It never carries a password or
+// token hash.
+type UserBody struct {
+	ID              string     `json:"id" example:"usr_01h455vb4pex5vsknk084sn02q" doc:"User ID"`
+	Email           string     `json:"email" example:"ada@example.com" doc:"Normalised: trimmed and lower-case"`
+	Name            string     `json:"name" example:"Ada Lovelace"`
+	EmailVerified   bool       `json:"email_verified"`
+	EmailVerifiedAt *time.Time `json:"email_verified_at,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+}
+
+func userBody(u identity.User) UserBody {
+	return UserBody{
+		ID: kernel.FormatID(kernel.PrefixUser, u.ID), Email: u.Email, Name: u.Name,
+		EmailVerified: u.EmailVerified(), EmailVerifiedAt: u.EmailVerifiedAt, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+	}
+}
+
+type signupInput struct {
+	Body struct {
+		Email    string `json:"email" maxLength:"320" example:"ada@example.com"`
+		Password string `json:"password" maxLength:"1024" doc:"At least 8 characters; not a common password and not close to the email"`
+		Name     string `json:"name" maxLength:"100" example:"Ada Lovelace"`
+	}
+}
+
+// AcceptedBody answers a request whose outcome arrives by email.
+type AcceptedBody struct {
+	Email   string `json:"email,omitempty" example:"ada@example.com"`
+	Message string `json:"message"`
+}
+
+type acceptedOutput struct {
+	Body AcceptedBody
+}
+
+type loginInput struct {
+	Body struct {
+		Email    string `json:"email" maxLength:"320" example:"ada@example.com"`
+		Password string `json:"password" maxLength:"1024"`
+	}
+}
+
+// LoginBody answers a login: the user, and whether a second factor is needed
+// (always false until MFA arrives; then the body carries a challenge instead).
+type LoginBody struct {
+	MFARequired bool `json:"mfa_required"`
+	UserBody
+}
+
+type loginOutput struct {
+	SetCookie string `header:"Set-Cookie" doc:"The session cookie"`
+	Body      LoginBody
+}
+
+type logoutOutput struct {
+	SetCookie string `header:"Set-Cookie" doc:"Clears the session cookie"`
+}
+
+type verifyInput struct {
+	Body struct {
+		Token string `json:"token" maxLength:"128" doc:"The token of the link in the verification email"`
+	}
+}
+
+type userOutput struct {
+	Body UserBody
+}
+
+// signupMessage is the one answer to every accepted sign-up.
+const signupMessage = "Check your inbox: we sent a link to confirm the address. If you already have an account, we sent a reminder instead."
+
+func registerAuth(api huma.API, svc *identity.Service) {
+	tags := []string{"Authentication"}
+	huma.Register(api, huma.Operation{
+		OperationID: "signup", Method: http.MethodPost, Path: authPrefix + "signup", Tags: tags,
+		Summary: "Sign up", DefaultStatus: http.StatusAccepted,
+		Description: "Creates an unverified account and emails a verification link. An address that already has an account " +
+			"gets exactly the same answer (its owner is emailed a notice instead), so sign-up does not reveal who has an account. " +
+			"Sign-up does not log in: verify, then log in.",
+		Errors: []int{http.StatusBadRequest},
+	}, func(ctx context.Context, in *signupInput) (*acceptedOutput, error) {
+		res, err := svc.Signup(ctx, in.Body.Email, in.Body.Password, in.Body.Name)
+		if err != nil {
+			return nil, err
+		}
+		return &acceptedOutput{Body: AcceptedBody{Email: res.Email, Message: signupMessage}}, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "login", Method: http.MethodPost, Path: authPrefix + "login", Tags: tags,
+		Summary: "Log in",
+		Description: "Checks the password and starts a session, set as the `" + SessionCookieName + "` cookie " +
+			"(HttpOnly, Secure, SameSite=Lax). An unknown email and a wrong password get the same 401. " +
+			"Logging in again from a browser that has a session ends that session.",
+		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized},
+	}, func(ctx context.Context, in *loginInput) (*loginOutput, error) {
+		res, err := svc.Login(ctx, in.Body.Email, in.Body.Password, kernel.ClientFrom(ctx))
+		if err != nil {
+			return nil, err
+		}
+		maxAge := res.Session.ExpiresAt.Sub(res.Session.CreatedAt)
+		return &loginOutput{SetCookie: sessionCookie(res.Token, maxAge), Body: LoginBody{UserBody: userBody(res.User)}}, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "logout", Method: http.MethodPost, Path: authPrefix + "logout", Tags: tags,
+		Summary: "Log out", DefaultStatus: http.StatusNoContent,
+		Description: "Ends the session server-side and clears the cookie. Succeeds without a session, too.",
+	}, func(ctx context.Context, _ *struct{}) (*logoutOutput, error) {
+		if actor := kernel.ActorFrom(ctx); actor.SessionID != uuid.Nil {
+			if err := svc.Logout(ctx, actor.SessionID); err != nil {
+				return nil, err
+			}
+		}
+		return &logoutOutput{SetCookie: clearedSessionCookie()}, nil
+	})
+	registerVerification(api, svc, tags)
+}
+
+func registerVerification(api huma.API, svc *identity.Service, tags []string) {
+	huma.Register(api, huma.Operation{
+		OperationID: "verify-email", Method: http.MethodPost, Path: authPrefix + "email/verify", Tags: tags,
+		Summary:     "Verify an email address",
+		Description: "Uses up the token of a verification link (single use, valid 24 hours) and answers the account.",
+		Errors:      []int{http.StatusBadRequest},
+	}, func(ctx context.Context, in *verifyInput) (*userOutput, error) {
+		u, err := svc.VerifyEmail(ctx, in.Body.Token)
+		if err != nil {
+			return nil, err
+		}
+		return &userOutput{Body: userBody(u)}, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "resend-verification", Method: http.MethodPost, Path: authPrefix + "email/resend", Tags: tags,
+		Summary: "Send a new verification link", DefaultStatus: http.StatusAccepted, Security: userSecurity,
+		Description: "Replaces any earlier link. At most one a minute and five an hour; 429 with Retry-After beyond that.",
+		Errors:      []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict, http.StatusTooManyRequests},
+	}, func(ctx context.Context, _ *struct{}) (*acceptedOutput, error) {
+		actor, err := personFrom(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := svc.ResendVerification(ctx, actor.ID); err != nil {
+			return nil, err
+		}
+		return &acceptedOutput{Body: AcceptedBody{Message: "A new verification link is on its way."}}, nil
+	})
+}
+
+// userSecurity documents the routes that act for a signed-in person.
+var userSecurity = []map[string][]string{{"session": {}}}
+
+// personFrom returns the acting person. It returns unauthenticated for an
+// anonymous caller and forbidden for an actor that is not a person, such as
+// a workspace API key.
+func personFrom(ctx context.Context) (kernel.Actor, error) {
+	actor := kernel.ActorFrom(ctx)
+	switch {
+	case !actor.IsAuthenticated():
+		return actor, errNoActor
+	case actor.Kind != kernel.ActorUser:
+		return actor, &kernel.Error{Code: kernel.CodeForbidden, Message: "only a signed-in person can do this"}
+	}
+	return actor, nil
+}

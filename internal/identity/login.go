@@ -1,0 +1,193 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"atrium/internal/audit"
+	"atrium/internal/kernel"
+	"atrium/internal/store"
+)
+
+// Session is one signed-in browser. Its token is never stored, only its hash.
+type Session struct {
+	ID                uuid.UUID
+	UserID            uuid.UUID
+	CreatedAt         time.Time
+	LastSeenAt        time.Time // updated at most once a minute
+	IdleExpiresAt     time.Time // LastSeenAt plus the idle timeout, capped at ExpiresAt
+	ExpiresAt         time.Time // CreatedAt plus the lifetime; never moves
+	ReauthenticatedAt time.Time // when the user last proved their password in this session
+	IP                string
+	UserAgent         string
+	RevokedAt         *time.Time
+}
+
+// ActiveAt reports whether the session still authenticates at now.
+func (s Session) ActiveAt(now time.Time) bool {
+	return s.RevokedAt == nil && now.Before(s.IdleExpiresAt) && now.Before(s.ExpiresAt)
+}
+
+// LoginResult is a successful login: the account, the new session and its
+// token, which the caller hands to the browser and must not keep or log.
+type LoginResult struct {
+	User    User
+	Session Session
+	Token   string
+}
+
+// maxUserAgentBytes bounds the stored user agent; the request spine already
+// cuts it to this length.
+const maxUserAgentBytes = 512
+
+const (
+	sessionColumns   = "id, user_id, created_at, last_seen_at, idle_expires_at, expires_at, reauthenticated_at, ip, user_agent, revoked_at"
+	insertSessionSQL = "INSERT INTO user_session (" + sessionColumns + `, token_hash)
+        VALUES ($1, $2, $3, $3, $4, $5, $3, $6, $7, NULL, $8)`
+	endSessionSQL = "UPDATE user_session SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL"
+)
+
+// errLoginFailed is the one answer for an unknown address, a malformed one and
+// a wrong password alike.
+func errLoginFailed() error {
+	return &kernel.Error{Code: kernel.CodeUnauthenticated, Message: "the email address or password is incorrect"}
+}
+
+// Login checks email and password and starts a new session for client. If ctx
+// carries an actor signed in with a session (a browser logging in again), that
+// session is ended: a new login always gets a new token, and the old one stops
+// working.
+//
+// An unknown or malformed address costs the same Argon2id work as a wrong
+// password (Hasher.DummyVerify) and gets the same answer: an unauthenticated
+// *kernel.Error with one fixed message. Failures of a well-formed address and
+// successes are audited (user.login_failed, user.login_succeeded). A hash made
+// with weaker parameters than the current ones is replaced on success.
+// Login returns ctx.Err() if ctx ends while waiting to hash, or the store's error.
+func (s *Service) Login(ctx context.Context, email, pw string, client kernel.Client) (LoginResult, error) {
+	normalized, err := NormalizeEmail(email)
+	if err != nil {
+		_, _ = s.hasher.DummyVerify(ctx)
+		return LoginResult{}, errLoginFailed()
+	}
+	var u User
+	var hash string
+	err = s.db.ReadTx(ctx, func(tx store.Tx) error {
+		var err error
+		u, hash, err = userByEmail(ctx, tx, normalized)
+		return err
+	})
+	if kernel.IsCode(err, kernel.CodeNotFound) {
+		if _, err := s.hasher.DummyVerify(ctx); err != nil {
+			return LoginResult{}, err
+		}
+		return LoginResult{}, s.loginFailed(ctx, uuid.Nil, "unknown_email")
+	}
+	if err != nil {
+		return LoginResult{}, fmt.Errorf("identity: login: %w", err)
+	}
+	if hash == "" { // an account without a password (magic-link only, later) cannot log in with one
+		if _, err := s.hasher.DummyVerify(ctx); err != nil {
+			return LoginResult{}, err
+		}
+		return LoginResult{}, s.loginFailed(ctx, u.ID, "no_password")
+	}
+	ok, rehash, err := s.hasher.Verify(ctx, pw, hash)
+	if err != nil {
+		return LoginResult{}, fmt.Errorf("identity: login %s: verify: %w", apiUserID(u.ID), err)
+	}
+	if !ok {
+		return LoginResult{}, s.loginFailed(ctx, u.ID, "wrong_password")
+	}
+	newHash := ""
+	if rehash {
+		if newHash, err = s.hasher.Hash(ctx, pw); err != nil {
+			return LoginResult{}, fmt.Errorf("identity: login %s: rehash: %w", apiUserID(u.ID), err)
+		}
+	}
+	return s.startSession(ctx, u, newHash, client)
+}
+
+// loginFailed audits a failed login and returns the answer to give. The
+// attempted address is not recorded: people type passwords into email fields.
+func (s *Service) loginFailed(ctx context.Context, id uuid.UUID, reason string) error {
+	target := ""
+	if id != uuid.Nil {
+		target = apiUserID(id)
+	}
+	err := s.db.Tx(ctx, func(tx store.Tx) error {
+		_, err := audit.Record(ctx, tx, audit.Entry{Action: "user.login_failed", TargetType: "user", TargetID: target,
+			Metadata: map[string]any{"reason": reason}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("identity: login: %w", err)
+	}
+	return errLoginFailed()
+}
+
+// startSession stores a new session for u, replaces the password hash when
+// newHash is set, ends the session ctx's actor came with, and audits the login.
+func (s *Service) startSession(ctx context.Context, u User, newHash string, client kernel.Client) (LoginResult, error) {
+	token, tokenHash := newToken()
+	replaced := kernel.ActorFrom(ctx).SessionID
+	var sess Session
+	err := s.db.Tx(ctx, func(tx store.Tx) error {
+		now := tx.Now()
+		sess = Session{ID: kernel.NewID(), UserID: u.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.lifetime),
+			ReauthenticatedAt: now, IP: kernel.BoundedText(client.IP, 64), UserAgent: kernel.BoundedText(client.UserAgent, maxUserAgentBytes)}
+		sess.IdleExpiresAt = minTime(now.Add(s.idle), sess.ExpiresAt)
+		if _, err := tx.Exec(ctx, insertSessionSQL, sess.ID, sess.UserID, now, sess.IdleExpiresAt, sess.ExpiresAt,
+			sess.IP, sess.UserAgent, tokenHash); err != nil {
+			return err
+		}
+		if newHash != "" {
+			if _, err := tx.Exec(ctx, updatePasswordSQL, u.ID, newHash, now); err != nil {
+				return err
+			}
+		}
+		if replaced != uuid.Nil {
+			if _, err := tx.Exec(ctx, endSessionSQL, replaced, now); err != nil {
+				return err
+			}
+		}
+		self := userActor(u.ID)
+		_, err := audit.Record(ctx, tx, audit.Entry{Action: "user.login_succeeded", TargetType: "user", TargetID: apiUserID(u.ID),
+			Actor: &self, Metadata: map[string]any{"session_id": apiSessionID(sess.ID)}})
+		return err
+	})
+	if err != nil {
+		return LoginResult{}, fmt.Errorf("identity: login %s: %w", apiUserID(u.ID), err)
+	}
+	return LoginResult{User: u, Session: sess, Token: token}, nil
+}
+
+// Logout ends the session. Ending a session that has already ended does
+// nothing and is not an error. It returns the store's error.
+func (s *Service) Logout(ctx context.Context, id uuid.UUID) error {
+	err := s.db.Tx(ctx, func(tx store.Tx) error {
+		n, err := tx.Exec(ctx, endSessionSQL, id, tx.Now())
+		if err != nil || n == 0 {
+			return err
+		}
+		_, err = audit.Record(ctx, tx, audit.Entry{Action: "user.logged_out", TargetType: "session", TargetID: apiSessionID(id)})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("identity: logout: %w", err)
+	}
+	return nil
+}
+
+// apiSessionID is the API form of a session's ID.
+func apiSessionID(id uuid.UUID) string { return kernel.FormatID(kernel.PrefixSession, id) }
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

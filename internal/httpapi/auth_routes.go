@@ -129,6 +129,8 @@ func registerAuth(api huma.API, svc *identity.Service) {
 		return &logoutOutput{SetCookie: clearedSessionCookie()}, nil
 	})
 	registerVerification(api, svc, tags)
+	registerPasswordReset(api, svc, tags)
+	registerMagicLink(api, svc, tags)
 }
 
 func registerVerification(api huma.API, svc *identity.Service, tags []string) {
@@ -158,6 +160,95 @@ func registerVerification(api huma.API, svc *identity.Service, tags []string) {
 			return nil, err
 		}
 		return &acceptedOutput{Body: AcceptedBody{Message: "A new verification link is on its way."}}, nil
+	})
+}
+
+type emailInput struct {
+	Body struct {
+		Email string `json:"email" maxLength:"320" example:"ada@example.com"`
+	}
+}
+
+type resetInput struct {
+	Body struct {
+		Token    string `json:"token" maxLength:"128" doc:"The token of the link in the password-reset email"`
+		Password string `json:"password" maxLength:"1024" doc:"The new password: at least 8 characters; not a common password and not close to the email"`
+	}
+}
+
+type resetOutput struct {
+	SetCookie string `header:"Set-Cookie" doc:"Clears the session cookie when the browser was signed in to the account"`
+}
+
+// Answers to requests for emailed links: the same whether or not the address
+// has an account, and without the address, so that the bodies for any two
+// addresses are identical.
+const (
+	forgotMessage    = "If an account with a verified address matches, we sent it a link to reset the password. The link works once, for 1 hour."
+	magicLinkMessage = "If an account matches, we sent it a link to log in. The link works once, for 15 minutes."
+)
+
+func registerPasswordReset(api huma.API, svc *identity.Service, tags []string) {
+	huma.Register(api, huma.Operation{
+		OperationID: "forgot-password", Method: http.MethodPost, Path: authPrefix + "password/forgot", Tags: tags,
+		Summary: "Ask for a password-reset link", DefaultStatus: http.StatusAccepted,
+		Description: "Emails a link (`BASE_URL/reset-password?token=…`, single use, valid 1 hour) to the account's address, " +
+			"only if it is verified. Every well-formed address gets the same answer, whether it has an account or not, " +
+			"and whether or not a link was sent; at most 3 links an account an hour are sent.",
+		Errors: []int{http.StatusBadRequest},
+	}, func(ctx context.Context, in *emailInput) (*acceptedOutput, error) {
+		if err := svc.RequestPasswordReset(ctx, in.Body.Email); err != nil {
+			return nil, err
+		}
+		return &acceptedOutput{Body: AcceptedBody{Message: forgotMessage}}, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "reset-password", Method: http.MethodPost, Path: authPrefix + "password/reset", Tags: tags,
+		Summary: "Set a new password with a reset link", DefaultStatus: http.StatusNoContent,
+		Description: "Uses up the token, sets the password and ends every session of the account, this browser's " +
+			"included: log in afterwards. A bad, used or expired token answers 400 on `token`.",
+		Errors: []int{http.StatusBadRequest},
+	}, func(ctx context.Context, in *resetInput) (*resetOutput, error) {
+		u, err := svc.ResetPassword(ctx, in.Body.Token, in.Body.Password)
+		if err != nil {
+			return nil, err
+		}
+		out := &resetOutput{}
+		if actor := kernel.ActorFrom(ctx); actor.SessionID != uuid.Nil && actor.ID == u.ID {
+			out.SetCookie = clearedSessionCookie()
+		}
+		return out, nil
+	})
+}
+
+func registerMagicLink(api huma.API, svc *identity.Service, tags []string) {
+	huma.Register(api, huma.Operation{
+		OperationID: "request-magic-link", Method: http.MethodPost, Path: authPrefix + "magic-link", Tags: tags,
+		Summary: "Ask for a login link", DefaultStatus: http.StatusAccepted,
+		Description: "Emails a login link (`BASE_URL/magic-link?token=…`, single use, valid 15 minutes) to the account " +
+			"with the address. Every well-formed address gets the same answer, whether it has an account or not; " +
+			"at most 3 links an account an hour are sent.",
+		Errors: []int{http.StatusBadRequest},
+	}, func(ctx context.Context, in *emailInput) (*acceptedOutput, error) {
+		if err := svc.RequestMagicLink(ctx, in.Body.Email); err != nil {
+			return nil, err
+		}
+		return &acceptedOutput{Body: AcceptedBody{Message: magicLinkMessage}}, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "verify-magic-link", Method: http.MethodPost, Path: authPrefix + "magic-link/verify", Tags: tags,
+		Summary: "Log in with a login link",
+		Description: "Uses up the token and starts a session exactly as a password login does. The link proves the " +
+			"address, so an unverified one becomes verified; an account whose address nobody had proved loses the " +
+			"password chosen at sign-up and its other sessions. A bad, used or expired token answers 400 on `token`.",
+		Errors: []int{http.StatusBadRequest},
+	}, func(ctx context.Context, in *verifyInput) (*loginOutput, error) {
+		res, err := svc.LoginWithMagicLink(ctx, in.Body.Token, kernel.ClientFrom(ctx))
+		if err != nil {
+			return nil, err
+		}
+		maxAge := res.Session.ExpiresAt.Sub(res.Session.CreatedAt)
+		return &loginOutput{SetCookie: sessionCookie(res.Token, maxAge), Body: LoginBody{UserBody: userBody(res.User)}}, nil
 	})
 }
 

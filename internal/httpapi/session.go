@@ -88,13 +88,19 @@ func clearedSessionCookie() string {
 }
 
 // credentialRoutes work without a session and so also with a stale one: a
-// browser whose session ended must still be able to log in again, sign up,
-// verify an address or log out.
+// browser whose session ended must still be able to log in again (with a
+// password or a magic link), sign up, verify an address, reset a password or
+// log out.
 var credentialRoutes = map[string]bool{
 	authPrefix + "signup":       true,
 	authPrefix + "login":        true,
 	authPrefix + "logout":       true,
 	authPrefix + "email/verify": true,
+	// Someone whose session ended is exactly who needs these.
+	authPrefix + "password/forgot":   true,
+	authPrefix + "password/reset":    true,
+	authPrefix + "magic-link":        true,
+	authPrefix + "magic-link/verify": true,
 }
 
 // authPrefix starts the routes that issue or end credentials.

@@ -1,8 +1,8 @@
-// Package identity owns people: accounts and passwords, email verification and
-// sessions. Later parts add password reset, magic links, MFA, API keys and
-// personal access tokens.
+// Package identity owns people: accounts and passwords, email verification,
+// password reset, magic-link login and sessions. Later parts add MFA, API
+// keys and personal access tokens.
 //
-// Every secret it hands out (a session token, a verification link) is 256 bits
+// Every secret it hands out (a session token, an emailed link) is 256 bits
 // from crypto/rand, shown once and stored only as its SHA-256, so the database
 // alone never lets anyone in. Secrets are never logged.
 //
@@ -10,7 +10,8 @@
 // answers the same for a new and a registered address (the owner of a
 // registered one gets a notice by email instead), and a failed login answers
 // the same for an unknown address and a wrong password after the same amount
-// of hashing.
+// of hashing; asking for a password reset or a magic link answers the same
+// whether or not the address has an account.
 package identity
 
 import (
@@ -54,7 +55,9 @@ const (
 
 // Token purposes, as stored in user_token.purpose.
 const (
-	purposeVerifyEmail = "verify_email"
+	purposeVerifyEmail   = "verify_email"
+	purposePasswordReset = "password_reset"
+	purposeMagicLink     = "magic_link"
 )
 
 // User is a person's account as the rest of Atrium sees it. The password hash

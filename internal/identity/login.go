@@ -89,7 +89,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, client kernel.Cli
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("identity: login: %w", err)
 	}
-	if hash == "" { // an account without a password (magic-link only, later) cannot log in with one
+	if hash == "" { // a password cleared when a magic link proved the address (adoptAddress): none to log in with
 		if _, err := s.hasher.DummyVerify(ctx); err != nil {
 			return LoginResult{}, err
 		}
@@ -132,35 +132,52 @@ func (s *Service) loginFailed(ctx context.Context, id uuid.UUID, reason string) 
 // startSession stores a new session for u, replaces the password hash when
 // newHash is set, ends the session ctx's actor came with, and audits the login.
 func (s *Service) startSession(ctx context.Context, u User, newHash string, client kernel.Client) (LoginResult, error) {
-	token, tokenHash := newToken()
-	replaced := kernel.ActorFrom(ctx).SessionID
-	var sess Session
+	var res LoginResult
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
-		now := tx.Now()
-		sess = Session{ID: kernel.NewID(), UserID: u.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.lifetime),
-			ReauthenticatedAt: now, IP: kernel.BoundedText(client.IP, 64), UserAgent: kernel.BoundedText(client.UserAgent, maxUserAgentBytes)}
-		sess.IdleExpiresAt = minTime(now.Add(s.idle), sess.ExpiresAt)
-		if _, err := tx.Exec(ctx, insertSessionSQL, sess.ID, sess.UserID, now, sess.IdleExpiresAt, sess.ExpiresAt,
-			sess.IP, sess.UserAgent, tokenHash); err != nil {
-			return err
-		}
 		if newHash != "" {
-			if _, err := tx.Exec(ctx, updatePasswordSQL, u.ID, newHash, now); err != nil {
+			if _, err := tx.Exec(ctx, updatePasswordSQL, u.ID, newHash, tx.Now()); err != nil {
 				return err
 			}
 		}
-		if replaced != uuid.Nil {
-			if _, err := tx.Exec(ctx, endSessionSQL, replaced, now); err != nil {
-				return err
-			}
-		}
-		self := userActor(u.ID)
-		_, err := audit.Record(ctx, tx, audit.Entry{Action: "user.login_succeeded", TargetType: "user", TargetID: apiUserID(u.ID),
-			Actor: &self, Metadata: map[string]any{"session_id": apiSessionID(sess.ID)}})
+		var err error
+		res, err = s.openSession(ctx, tx, u, client, loginPassword)
 		return err
 	})
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("identity: login %s: %w", apiUserID(u.ID), err)
+	}
+	return res, nil
+}
+
+// Login methods, as audited in user.login_succeeded.
+const (
+	loginPassword  = "password"
+	loginMagicLink = "magic_link"
+)
+
+// openSession stores a new session for u inside tx, ends the session ctx's
+// actor came with (a new login always gets a new token) and audits the login
+// with its method. It returns the store's error.
+func (s *Service) openSession(ctx context.Context, tx store.Tx, u User, client kernel.Client, method string) (LoginResult, error) {
+	token, tokenHash := newToken()
+	now := tx.Now()
+	sess := Session{ID: kernel.NewID(), UserID: u.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.lifetime),
+		ReauthenticatedAt: now, IP: kernel.BoundedText(client.IP, 64), UserAgent: kernel.BoundedText(client.UserAgent, maxUserAgentBytes)}
+	sess.IdleExpiresAt = minTime(now.Add(s.idle), sess.ExpiresAt)
+	if _, err := tx.Exec(ctx, insertSessionSQL, sess.ID, sess.UserID, now, sess.IdleExpiresAt, sess.ExpiresAt,
+		sess.IP, sess.UserAgent, tokenHash); err != nil {
+		return LoginResult{}, err
+	}
+	if replaced := kernel.ActorFrom(ctx).SessionID; replaced != uuid.Nil {
+		if _, err := tx.Exec(ctx, endSessionSQL, replaced, now); err != nil {
+			return LoginResult{}, err
+		}
+	}
+	self := userActor(u.ID)
+	_, err := audit.Record(ctx, tx, audit.Entry{Action: "user.login_succeeded", TargetType: "user", TargetID: apiUserID(u.ID),
+		Actor: &self, Metadata: map[string]any{"session_id": apiSessionID(sess.ID), "method": method}})
+	if err != nil {
+		return LoginResult{}, err
 	}
 	return LoginResult{User: u, Session: sess, Token: token}, nil
 }

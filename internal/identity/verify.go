@@ -28,9 +28,10 @@ const (
         WHERE user_id = $1 AND purpose = $2 AND created_at > $3 ORDER BY created_at DESC LIMIT $4`
 )
 
-// errBadLink is the one answer for a verification token that is malformed,
-// unknown, used, expired or for an address the account no longer has: telling
-// them apart would help only someone guessing.
+// errBadLink is the one answer for an emailed token (verification, password
+// reset, magic link) that is malformed, unknown, of another purpose, used,
+// expired or for an address the account no longer has: telling them apart
+// would help only someone guessing.
 func errBadLink() error {
 	return kernel.Invalid("token", "is invalid or has expired; ask for a new link")
 }
@@ -56,19 +57,9 @@ func (s *Service) VerifyEmail(ctx context.Context, token string) (User, error) {
 	var u User
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		now := tx.Now()
-		t, err := tokenByHash(ctx, tx, hashToken(token), purposeVerifyEmail)
+		t, err := useToken(ctx, tx, token, purposeVerifyEmail)
 		if err != nil {
 			return err
-		}
-		if t.UsedAt != nil || !now.Before(t.ExpiresAt) {
-			return errBadLink()
-		}
-		claimed, err := tx.Exec(ctx, claimTokenSQL, t.ID, now)
-		if err != nil {
-			return err
-		}
-		if claimed != 1 {
-			return errBadLink()
 		}
 		newly, err := tx.Exec(ctx, markVerifiedSQL, t.UserID, now, t.Email)
 		if err != nil {
@@ -174,6 +165,34 @@ func resendAllowed(ctx context.Context, tx store.Tx, userID uuid.UUID) error {
 func insertToken(ctx context.Context, tx store.Tx, u User, purpose, hash string, ttl time.Duration) error {
 	_, err := tx.Exec(ctx, insertTokenSQL, kernel.NewID(), u.ID, purpose, hash, u.Email, tx.Now(), tx.Now().Add(ttl))
 	return err
+}
+
+// useToken uses up token, which must be a live token of purpose: one that
+// exists, is unused and has not expired at the transaction's time. Of
+// transactions racing with one token, only one changes the row (a conditional
+// UPDATE checked by rows affected); the others get errBadLink. It returns the
+// token's row, errBadLink for a token that is unknown, of another purpose,
+// used or expired, or the store's error.
+func useToken(ctx context.Context, tx store.Tx, token, purpose string) (storedToken, error) {
+	now := tx.Now()
+	t, err := tokenByHash(ctx, tx, hashToken(token), purpose)
+	if kernel.IsCode(err, kernel.CodeNotFound) {
+		return storedToken{}, errBadLink()
+	}
+	if err != nil {
+		return storedToken{}, err
+	}
+	if t.UsedAt != nil || !now.Before(t.ExpiresAt) {
+		return storedToken{}, errBadLink()
+	}
+	claimed, err := tx.Exec(ctx, claimTokenSQL, t.ID, now)
+	if err != nil {
+		return storedToken{}, err
+	}
+	if claimed != 1 {
+		return storedToken{}, errBadLink()
+	}
+	return t, nil
 }
 
 // tokenByHash returns the token of the given purpose with that hash, or not_found.

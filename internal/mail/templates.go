@@ -15,8 +15,11 @@ var embedded embed.FS
 
 // Template names shipped with Atrium, each with the type of data it renders.
 const (
-	TemplateVerifyEmail   = "verify_email"   // data: VerifyEmail
-	TemplateAccountExists = "account_exists" // data: AccountExists
+	TemplateVerifyEmail     = "verify_email"     // data: VerifyEmail
+	TemplateAccountExists   = "account_exists"   // data: AccountExists
+	TemplatePasswordReset   = "password_reset"   // data: PasswordReset
+	TemplatePasswordChanged = "password_changed" // data: PasswordChanged
+	TemplateMagicLink       = "magic_link"       // data: MagicLink
 )
 
 // VerifyEmail is the data of the verify_email template.
@@ -31,6 +34,27 @@ type VerifyEmail struct {
 type AccountExists struct {
 	Name      string // the account's name; may be empty
 	LoginLink string // the absolute link to the login page
+}
+
+// PasswordReset is the data of the password_reset template.
+type PasswordReset struct {
+	Name      string // the recipient's name; may be empty
+	Link      string // the absolute link to the page that sets a new password
+	ExpiresIn string // how long the link works, in words ("1 hour")
+}
+
+// PasswordChanged is the data of the password_changed template: the notice
+// sent after a password was reset.
+type PasswordChanged struct {
+	Name      string // the recipient's name; may be empty
+	ResetLink string // the absolute link to ask for another reset, for an owner who did not do it
+}
+
+// MagicLink is the data of the magic_link template.
+type MagicLink struct {
+	Name      string // the recipient's name; may be empty
+	Link      string // the absolute link that logs in
+	ExpiresIn string // how long the link works, in words ("15 minutes")
 }
 
 const (

@@ -12,8 +12,11 @@ import (
 // sampleData holds data for every shipped template; a template added without
 // an entry here fails TestEveryTemplateRenders.
 var sampleData = map[string]any{
-	mail.TemplateVerifyEmail:   mail.VerifyEmail{Name: "Ada", Link: "https://app.example.com/verify?token=abc", ExpiresIn: "24 hours"},
-	mail.TemplateAccountExists: mail.AccountExists{Name: "Ada", LoginLink: "https://app.example.com/login"},
+	mail.TemplateVerifyEmail:     mail.VerifyEmail{Name: "Ada", Link: "https://app.example.com/verify?token=abc", ExpiresIn: "24 hours"},
+	mail.TemplateAccountExists:   mail.AccountExists{Name: "Ada", LoginLink: "https://app.example.com/login"},
+	mail.TemplatePasswordReset:   mail.PasswordReset{Name: "Ada", Link: "https://app.example.com/reset-password?token=abc", ExpiresIn: "1 hour"},
+	mail.TemplatePasswordChanged: mail.PasswordChanged{Name: "Ada", ResetLink: "https://app.example.com/forgot-password"},
+	mail.TemplateMagicLink:       mail.MagicLink{Name: "Ada", Link: "https://app.example.com/magic-link?token=abc", ExpiresIn: "15 minutes"},
 }
 
 func loadTemplates(t *testing.T) *mail.Templates {

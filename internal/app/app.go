@@ -113,13 +113,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	a.closers = append(a.closers, shutdownTracing)
 
 	a.Services = Services{
-		Workspaces:  tenancy.NewService(db),
 		Idempotency: idempotency.New(db, idempotency.Options{}),
 		Mailbox:     devmail.New(db),
 	}
 	if a.Services.Identity, err = newIdentity(cfg, opts, db, a.Services.Mailbox, logger); err != nil {
 		return nil, err
 	}
+	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity)
 	a.handler = httpapi.NewHandler(httpapi.Deps{
 		Logger:       logger,
 		Tracer:       tracer,
@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		CORSOrigins:  cfg.CORSOrigins,
 		Ready:        []httpapi.Check{{Name: "store", Ping: db.Ping}},
 		Auth:         authenticator(a.Services.Identity, opts.Auth),
+		Access:       access(a.Services.Workspaces),
 		Idempotency:  a.Services.Idempotency,
 		Workspaces:   a.Services.Workspaces,
 		Identity:     a.Services.Identity,
@@ -245,6 +246,15 @@ func authenticator(sessions *identity.Service, extra httpapi.Authenticator) http
 		chain = append(chain, extra)
 	}
 	return chain
+}
+
+// access admits people to the workspaces they are members of and API keys to
+// the one they are bound to.
+func access(members httpapi.RoleReader) httpapi.WorkspaceAccess {
+	return httpapi.ActorAccess{
+		kernel.ActorUser:   httpapi.MemberAccess{Members: members},
+		kernel.ActorAPIKey: httpapi.KeyBindingAccess{},
+	}
 }
 
 // productName names the product in emails.

@@ -12,6 +12,7 @@ import (
 	"atrium/internal/httpapi/cursor"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
+	"atrium/internal/tenancy/policy"
 )
 
 // AuditEntryBody is an audit entry as the API shows it.
@@ -36,22 +37,22 @@ type listAuditInput struct {
 }
 
 type listAuditOutput struct {
-	Body struct {
-		Items      []AuditEntryBody `json:"items"`
-		NextCursor string           `json:"next_cursor,omitempty" doc:"Pass as cursor for the next page; absent on the last page"`
-		HasMore    bool             `json:"has_more"`
-	}
+	Body Page[AuditEntryBody]
 }
 
 func registerAuditLog(api huma.API, db store.DB, cursors *cursor.Signer) {
 	huma.Register(api, huma.Operation{
 		OperationID: "list-audit-log", Method: http.MethodGet, Path: "/api/v1/workspaces/{workspace_id}/audit-log",
-		Summary: "List the audit log", Tags: []string{"Audit log"}, Security: []map[string][]string{{"bearer": {}}},
-		Description: "Newest first, paged with opaque cursors. A cursor is bound to this workspace's log; a tampered or foreign one is 400.",
-		Errors:      []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound},
+		Summary: "List the audit log", Tags: []string{"Audit log"}, Security: bearerOrSession,
+		Description: "Owners and admins (and the workspace's API keys). Newest first, paged with opaque cursors. " +
+			"A cursor is bound to this workspace's log; a tampered or foreign one is 400.",
+		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound},
 	}, func(ctx context.Context, in *listAuditInput) (*listAuditOutput, error) {
 		workspaceID, err := workspaceFrom(ctx)
 		if err != nil {
+			return nil, err
+		}
+		if err := policy.Check(kernel.ActorFrom(ctx), policy.AuditRead, policy.In(ctx, workspaceID)); err != nil {
 			return nil, err
 		}
 		limit, err := cursor.ParseLimit(in.Limit)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"atrium/internal/kernel"
+	"atrium/internal/tenancy/policy"
 )
 
 // Authenticator turns a request's credentials into an Actor. It returns the
@@ -25,24 +26,25 @@ type Anonymous struct{}
 
 func (Anonymous) Authenticate(*http.Request) (kernel.Actor, error) { return kernel.Actor{}, nil }
 
-// WorkspaceAccess decides whether an actor may use a workspace. It returns a
-// not_found *kernel.Error when the workspace does not exist or the actor is
-// not a member (the two must look the same), or another code (such as a
-// suspended workspace) when access is refused for a reason the caller may know.
+// WorkspaceAccess decides whether an actor may use a workspace, and with which
+// role. It returns a not_found *kernel.Error when the workspace does not exist
+// or the actor may not use it (the two must look the same), or another code
+// when access is refused for a reason the caller may know. The role is ""
+// for an actor admitted without one, such as an API key.
 type WorkspaceAccess interface {
-	Authorize(ctx context.Context, actor kernel.Actor, workspaceID uuid.UUID) error
+	Authorize(ctx context.Context, actor kernel.Actor, workspaceID uuid.UUID) (policy.Role, error)
 }
 
 // KeyBindingAccess admits API-key actors to the workspace their key is bound
-// to and nobody else. Member access for users comes with identity and
-// memberships; until then a user reaches no workspace.
+// to and nobody else, with no role and no store read. It returns not_found
+// for anyone else.
 type KeyBindingAccess struct{}
 
-func (KeyBindingAccess) Authorize(_ context.Context, actor kernel.Actor, workspaceID uuid.UUID) error {
+func (KeyBindingAccess) Authorize(_ context.Context, actor kernel.Actor, workspaceID uuid.UUID) (policy.Role, error) {
 	if actor.Kind == kernel.ActorAPIKey && actor.WorkspaceID == workspaceID {
-		return nil
+		return "", nil
 	}
-	return kernel.NotFound("workspace")
+	return "", kernel.NotFound("workspace")
 }
 
 // auth resolves the actor; nothing downstream trusts anything else.
@@ -76,8 +78,8 @@ func auth(a Authenticator) func(http.Handler) http.Handler {
 const workspacePrefix = "/api/v1/workspaces/"
 
 // tenant resolves the workspace of a workspace-scoped route before any handler
-// runs. A malformed ID, an unknown workspace and a workspace the caller may not
-// use all answer the same 404.
+// runs, and the caller's role in it for the policy. A malformed ID, an unknown
+// workspace and a workspace the caller may not use all answer the same 404.
 func tenant(access WorkspaceAccess) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -97,12 +99,13 @@ func tenant(access WorkspaceAccess) func(http.Handler) http.Handler {
 				WriteError(w, r, kernel.NotFound("workspace"))
 				return
 			}
-			if err := access.Authorize(ctx, actor, workspaceID); err != nil {
+			role, err := access.Authorize(ctx, actor, workspaceID)
+			if err != nil {
 				WriteError(w, r, err)
 				return
 			}
 			stateFrom(ctx).workspace = workspaceID
-			ctx = kernel.WithWorkspace(ctx, workspaceID)
+			ctx = policy.WithRole(kernel.WithWorkspace(ctx, workspaceID), workspaceID, role)
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}

@@ -178,7 +178,7 @@ func TestWorkspaceAccess(t *testing.T) {
 			{"raw UUID", f.bearer, "GET", "/api/v1/workspaces/" + f.ws.String(), 404, kernel.CodeNotFound},
 			{"hostile ID", f.bearer, "GET", "/api/v1/workspaces/ws_%27%20OR%201=1--", 404, kernel.CodeNotFound},
 			{"unknown workspace", map[string]string{"Authorization": testkit.KeyFor(missing)}, "GET", "/api/v1/workspaces/" + kernel.FormatID(kernel.PrefixWorkspace, missing), 404, kernel.CodeNotFound},
-			{"wrong method", f.bearer, "DELETE", "/api/v1/workspaces/" + f.wsID, 405, kernel.CodeMethodNotAllowed},
+			{"wrong method", f.bearer, "PUT", "/api/v1/workspaces/" + f.wsID, 405, kernel.CodeMethodNotAllowed},
 			{"unknown route", f.bearer, "GET", "/api/v1/workspaces/" + f.wsID + "/nothing", 404, kernel.CodeNotFound},
 		}
 		for _, c := range cases {

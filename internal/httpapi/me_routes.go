@@ -31,11 +31,7 @@ type listSessionsInput struct {
 }
 
 type listSessionsOutput struct {
-	Body struct {
-		Items      []SessionBody `json:"items"`
-		NextCursor string        `json:"next_cursor,omitempty" doc:"Pass as cursor for the next page; absent on the last page"`
-		HasMore    bool          `json:"has_more"`
-	}
+	Body Page[SessionBody]
 }
 
 type sessionPath struct {

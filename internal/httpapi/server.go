@@ -28,7 +28,9 @@ type Check struct {
 }
 
 // Deps is everything the HTTP layer needs. Zero values pick safe defaults:
-// no tracer exports, every caller is anonymous, no workspace is reachable.
+// no tracer exports, every caller is anonymous, and only API keys reach a
+// workspace (their own). Atrium wires Access to an ActorAccess that admits
+// people through their memberships as well.
 type Deps struct {
 	Logger *slog.Logger
 	// Tracer records a span per request; nil leaves tracing out of the chain.
@@ -45,7 +47,7 @@ type Deps struct {
 	Identity *identity.Service
 	// DB serves the read-only views that need no service of their own (the audit log).
 	DB store.DB
-	// Cursors signs pagination cursors; required with DB and with Identity.
+	// Cursors signs pagination cursors; required with DB, Workspaces and Identity.
 	Cursors *cursor.Signer
 	// Routes registers further operations: a fork's own product, or a test's.
 	Routes []func(api huma.API)
@@ -79,7 +81,11 @@ func NewHandler(d Deps) http.Handler {
 		registerAuditLog(api, d.DB, d.Cursors)
 	}
 	if d.Workspaces != nil {
-		registerWorkspaces(api, d.Workspaces)
+		if d.Cursors == nil {
+			panic("httpapi: Deps.Workspaces needs Deps.Cursors to page workspace and member lists")
+		}
+		registerWorkspaces(api, d.Workspaces, d.Cursors)
+		registerMembers(api, d.Workspaces, d.Cursors)
 	}
 	if d.Identity != nil {
 		if d.Cursors == nil {

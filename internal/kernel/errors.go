@@ -20,6 +20,8 @@ const (
 	CodeUnauthenticated      Code = "unauthenticated"        // no valid credentials
 	CodePaymentRequired      Code = "payment_required"       // the plan does not include this
 	CodeForbidden            Code = "forbidden"              // authenticated, but not allowed
+	CodeEmailUnverified      Code = "email_unverified"       // the action needs a verified email address
+	CodeWorkspaceInactive    Code = "workspace_inactive"     // the workspace is deleted or suspended: reads only
 	CodeNotFound             Code = "not_found"              // no such thing, or not yours to see
 	CodeMethodNotAllowed     Code = "method_not_allowed"     // the route exists for other methods
 	CodeConflict             Code = "conflict"               // clashes with the current state (duplicate, in flight)
@@ -37,6 +39,8 @@ var codeStatus = map[Code]int{
 	CodeUnauthenticated:      http.StatusUnauthorized,
 	CodePaymentRequired:      http.StatusPaymentRequired,
 	CodeForbidden:            http.StatusForbidden,
+	CodeEmailUnverified:      http.StatusForbidden,
+	CodeWorkspaceInactive:    http.StatusForbidden,
 	CodeNotFound:             http.StatusNotFound,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodeConflict:             http.StatusConflict,

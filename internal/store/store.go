@@ -77,6 +77,13 @@ type DB interface {
 	InWorkspace(ctx context.Context, workspaceID uuid.UUID, fn func(Tx) error) error
 	// ReadWorkspace is InWorkspace for reading only.
 	ReadWorkspace(ctx context.Context, workspaceID uuid.UUID, fn func(Tx) error) error
+	// ReadAsUser runs fn in a read-only transaction bound to no workspace but to
+	// one person: besides platform tables, it shows that person's own
+	// membership rows and the workspaces they are a member of, and no other
+	// tenant row. It is how "my workspaces" is listed without the system path.
+	// On PostgreSQL row-level security enforces this (app.user_id); on SQLite,
+	// as for every read there, the statement's user_id filter does.
+	ReadAsUser(ctx context.Context, userID uuid.UUID, fn func(Tx) error) error
 	// WorkspaceRow runs one read statement bound to workspaceID and returns its
 	// row. It is the cheapest tenant-safe read: on PostgreSQL the transaction, the
 	// workspace setting, the statement and the commit travel in one round trip.

@@ -1,6 +1,10 @@
-// Package tenancy owns workspaces, the tenants of Atrium. Memberships, roles and
-// invites arrive with the identity issue; for now a workspace can be created,
-// read and renamed, with each rename audited and emitted as an event.
+// Package tenancy owns workspaces, the tenants of Atrium, and who belongs to
+// them: memberships with a role (owner, admin, member, viewer). Permission
+// decisions are the policy subpackage's; this package applies them inside the
+// transaction that makes the change, together with the rules of the
+// workspace's state (the last owner stays, a deleted workspace takes no
+// writes). Every change is audited and emitted as an event in that same
+// transaction.
 package tenancy
 
 import (
@@ -15,8 +19,10 @@ import (
 
 	"atrium/internal/audit"
 	"atrium/internal/events"
+	"atrium/internal/identity"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
+	"atrium/internal/tenancy/policy"
 )
 
 // Workspace is a tenant.
@@ -26,15 +32,37 @@ type Workspace struct {
 	Name      string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// DeletedAt is set while the workspace is deleted and restorable.
+	DeletedAt *time.Time
 }
 
-// Service holds the workspace rules.
+// Active reports whether the workspace takes writes.
+func (w Workspace) Active() bool { return w.DeletedAt == nil }
+
+// RestorableUntil is when a deleted workspace stops being restorable; the
+// zero time for an active one.
+func (w Workspace) RestorableUntil() time.Time {
+	if w.DeletedAt == nil {
+		return time.Time{}
+	}
+	return w.DeletedAt.Add(RestoreWindow)
+}
+
+// UserReader looks up accounts; identity.Service is one.
+type UserReader interface {
+	User(ctx context.Context, userID uuid.UUID) (identity.User, error)
+}
+
+// Service holds the workspace and membership rules.
 type Service struct {
-	db store.DB
+	db    store.DB
+	users UserReader
 }
 
-// NewService returns a Service over db.
-func NewService(db store.DB) *Service { return &Service{db: db} }
+// NewService returns a Service over db. users is asked whether a person
+// creating a workspace has verified their email; without it (nil) creating a
+// workspace for a person fails.
+func NewService(db store.DB, users UserReader) *Service { return &Service{db: db, users: users} }
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`)
 
@@ -69,9 +97,18 @@ func ValidateSlug(field, slug string) error {
 	return nil
 }
 
-// Create makes a workspace. It returns invalid for a bad name or slug and
+// Create makes a workspace with no members, reachable only by API keys bound
+// to it: fixtures, benchmarks and a fork's provisioning use it. People create
+// workspaces with CreateOwned. It returns invalid for a bad name or slug and
 // conflict when the slug is taken.
 func (s *Service) Create(ctx context.Context, name, slug string) (Workspace, error) {
+	return s.create(ctx, name, slug, func(store.Tx, Workspace) error { return nil })
+}
+
+// create validates, inserts the workspace, runs then in the same transaction
+// and records workspace.created. It returns invalid for a bad name or slug,
+// conflict naming slug when it is taken, or then's error.
+func (s *Service) create(ctx context.Context, name, slug string, then func(store.Tx, Workspace) error) (Workspace, error) {
 	name, err := ValidateName("name", name)
 	if err != nil {
 		return Workspace{}, err
@@ -88,35 +125,41 @@ func (s *Service) Create(ctx context.Context, name, slug string) (Workspace, err
 			}
 			return err
 		}
-		if _, err := audit.Record(ctx, tx, audit.Entry{Action: "workspace.created", TargetType: "workspace", TargetID: kernel.FormatID(kernel.PrefixWorkspace, ws.ID)}); err != nil {
+		if err := then(tx, ws); err != nil {
 			return err
 		}
-		_, err := events.Append(ctx, tx, events.Event{Type: "workspace.created", Payload: eventPayload(ws)})
-		return err
+		return record(ctx, tx, "workspace.created", "workspace.created", workspaceTarget(ws.ID), nil, eventPayload(ws))
 	})
 	return ws, err
 }
 
-// Get returns the workspace, or not_found. It is one round trip on PostgreSQL.
-func (s *Service) Get(ctx context.Context, id uuid.UUID) (Workspace, error) {
-	ws, err := scanWorkspace(s.db.WorkspaceRow(ctx, id, selectWorkspace, id))
-	if kernel.IsCode(err, kernel.CodeNotFound) {
-		return ws, kernel.NotFound("workspace")
+// Get returns the workspace if the actor may read it (policy.WorkspaceRead on
+// res). It returns forbidden when the actor may not and not_found for an
+// unknown workspace. It is one round trip on PostgreSQL.
+func (s *Service) Get(ctx context.Context, res policy.Resource) (Workspace, error) {
+	if err := policy.Check(kernel.ActorFrom(ctx), policy.WorkspaceRead, res); err != nil {
+		return Workspace{}, err
 	}
-	return ws, err
+	ws, err := scanWorkspace(s.db.WorkspaceRow(ctx, res.Workspace, selectWorkspace, res.Workspace))
+	return ws, notFoundAs("workspace", err)
 }
 
 // Rename changes the workspace's name, recording an audit entry and a
-// workspace.updated event in the same transaction. It returns invalid for a bad
-// name and not_found for an unknown workspace.
-func (s *Service) Rename(ctx context.Context, id uuid.UUID, name string) (Workspace, error) {
+// workspace.updated event in the same transaction, if the actor may
+// (policy.WorkspaceUpdate on res). It returns invalid for a bad name,
+// forbidden when the actor may not, workspace_inactive for a deleted
+// workspace and not_found for an unknown one.
+func (s *Service) Rename(ctx context.Context, res policy.Resource, name string) (Workspace, error) {
+	if err := policy.Check(kernel.ActorFrom(ctx), policy.WorkspaceUpdate, res); err != nil {
+		return Workspace{}, err
+	}
 	name, err := ValidateName("name", name)
 	if err != nil {
 		return Workspace{}, err
 	}
 	var ws Workspace
-	err = s.db.InWorkspace(ctx, id, func(tx store.Tx) error {
-		old, err := scanWorkspace(tx.QueryRow(ctx, lockWorkspace[tx.Dialect()], id))
+	err = s.db.InWorkspace(ctx, res.Workspace, func(tx store.Tx) error {
+		old, err := lockActive(ctx, tx, res.Workspace)
 		if err != nil {
 			return err
 		}
@@ -125,27 +168,23 @@ func (s *Service) Rename(ctx context.Context, id uuid.UUID, name string) (Worksp
 			return nil
 		}
 		ws.Name, ws.UpdatedAt = name, tx.Now()
-		if _, err := tx.Exec(ctx, "UPDATE workspace SET name = $2, updated_at = $3 WHERE id = $1", id, ws.Name, ws.UpdatedAt); err != nil {
+		if _, err := tx.Exec(ctx, "UPDATE workspace SET name = $2, updated_at = $3 WHERE id = $1", ws.ID, ws.Name, ws.UpdatedAt); err != nil {
 			return err
 		}
-		if _, err := audit.Record(ctx, tx, audit.Entry{Action: "workspace.renamed", TargetType: "workspace",
-			TargetID: kernel.FormatID(kernel.PrefixWorkspace, id), Metadata: map[string]any{"from": old.Name, "to": ws.Name}}); err != nil {
-			return err
-		}
-		_, err = events.Append(ctx, tx, events.Event{Type: "workspace.updated", Payload: eventPayload(ws)})
-		return err
+		return record(ctx, tx, "workspace.renamed", "workspace.updated", workspaceTarget(ws.ID),
+			map[string]any{"from": old.Name, "to": ws.Name}, eventPayload(ws))
 	})
-	if kernel.IsCode(err, kernel.CodeNotFound) {
-		return Workspace{}, kernel.NotFound("workspace")
-	}
-	return ws, err
+	return ws, notFoundAs("workspace", err)
 }
 
 func eventPayload(ws Workspace) map[string]any {
 	return map[string]any{"id": kernel.FormatID(kernel.PrefixWorkspace, ws.ID), "slug": ws.Slug, "name": ws.Name}
 }
 
-const selectWorkspace = "SELECT id, slug, name, created_at, updated_at FROM workspace WHERE id = $1"
+const (
+	workspaceColumns = "id, slug, name, created_at, updated_at, deleted_at"
+	selectWorkspace  = "SELECT " + workspaceColumns + " FROM workspace WHERE id = $1"
+)
 
 // lockWorkspace reads the row to change. SQLite's BEGIN IMMEDIATE already holds
 // the only write lock, and it has no FOR UPDATE.
@@ -154,10 +193,57 @@ var lockWorkspace = map[store.Dialect]string{
 	store.SQLite:   selectWorkspace,
 }
 
-func scanWorkspace(row store.Row) (Workspace, error) {
+// scanWorkspace reads workspaceColumns, then extra, in UTC.
+func scanWorkspace(row store.Row, extra ...any) (Workspace, error) {
 	var ws Workspace
-	err := row.Scan(&ws.ID, &ws.Slug, &ws.Name, &ws.CreatedAt, &ws.UpdatedAt)
+	err := row.Scan(append([]any{&ws.ID, &ws.Slug, &ws.Name, &ws.CreatedAt, &ws.UpdatedAt, &ws.DeletedAt}, extra...)...)
+	ws.CreatedAt, ws.UpdatedAt = ws.CreatedAt.UTC(), ws.UpdatedAt.UTC()
+	if ws.DeletedAt != nil {
+		t := ws.DeletedAt.UTC()
+		ws.DeletedAt = &t
+	}
 	return ws, err
+}
+
+// lockActive locks the workspace row for the rest of tx, which serialises
+// every membership change of one workspace. It returns not_found, or
+// workspace_inactive when the workspace is deleted.
+func lockActive(ctx context.Context, tx store.Tx, id uuid.UUID) (Workspace, error) {
+	ws, err := scanWorkspace(tx.QueryRow(ctx, lockWorkspace[tx.Dialect()], id))
+	if err != nil {
+		return ws, err
+	}
+	if !ws.Active() {
+		return ws, errInactive()
+	}
+	return ws, nil
+}
+
+func errInactive() error {
+	return &kernel.Error{Code: kernel.CodeWorkspaceInactive, Message: "the workspace is deleted: restore it to make changes"}
+}
+
+// record writes the audit entry and the outbox event of one change.
+func record(ctx context.Context, tx store.Tx, action, event string, target audit.Entry, meta map[string]any, payload any) error {
+	target.Action, target.Metadata = action, meta
+	if _, err := audit.Record(ctx, tx, target); err != nil {
+		return err
+	}
+	_, err := events.Append(ctx, tx, events.Event{Type: event, Payload: payload})
+	return err
+}
+
+func workspaceTarget(id uuid.UUID) audit.Entry {
+	return audit.Entry{TargetType: "workspace", TargetID: kernel.FormatID(kernel.PrefixWorkspace, id)}
+}
+
+// notFoundAs turns a store not_found into "<what> not found", the same words
+// whether the row is missing or hidden.
+func notFoundAs(what string, err error) error {
+	if kernel.IsCode(err, kernel.CodeNotFound) {
+		return kernel.NotFound(what)
+	}
+	return err
 }
 
 func insertWorkspace(ctx context.Context, tx store.Tx, ws Workspace) error {

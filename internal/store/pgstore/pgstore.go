@@ -84,9 +84,10 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// setConfigSQL sets both row-level-security settings, transaction-locally, in
-// one statement: app.workspace_id to $1 and app.bypass_rls to $2.
-const setConfigSQL = "SELECT set_config('app.workspace_id', $1, true), set_config('app.bypass_rls', $2, true)"
+// setConfigSQL sets every row-level-security setting, transaction-locally, in
+// one statement: app.workspace_id to $1, app.bypass_rls to $2 and app.user_id
+// to $3.
+const setConfigSQL = "SELECT set_config('app.workspace_id', $1, true), set_config('app.bypass_rls', $2, true), set_config('app.user_id', $3, true)"
 
 func (db *DB) Tx(ctx context.Context, fn func(store.Tx) error) error {
 	return db.run(ctx, txSpec{begin: "BEGIN"}, fn)
@@ -108,6 +109,16 @@ func (db *DB) ReadWorkspace(ctx context.Context, workspaceID uuid.UUID, fn func(
 		return kernel.Internal(fmt.Errorf("pgstore: ReadWorkspace without a workspace"))
 	}
 	return db.run(ctx, txSpec{begin: "BEGIN READ ONLY", workspace: workspaceID}, fn)
+}
+
+// ReadAsUser runs fn read-only with app.user_id set to userID, which the
+// membership and workspace policies of migration 0004 let see that person's
+// memberships and their workspaces. It returns an internal error for uuid.Nil.
+func (db *DB) ReadAsUser(ctx context.Context, userID uuid.UUID, fn func(store.Tx) error) error {
+	if userID == uuid.Nil {
+		return kernel.Internal(fmt.Errorf("pgstore: ReadAsUser without a user"))
+	}
+	return db.run(ctx, txSpec{begin: "BEGIN READ ONLY", user: userID}, fn)
 }
 
 func (db *DB) System(ctx context.Context, reason string, fn func(store.Tx) error) error {
@@ -200,6 +211,7 @@ type txSpec struct {
 	begin     string
 	workspace uuid.UUID
 	bypass    bool
+	user      uuid.UUID // only for ReadAsUser; never with workspace or bypass
 }
 
 func (db *DB) run(ctx context.Context, spec txSpec, fn func(store.Tx) error) (err error) {

@@ -451,15 +451,16 @@ func checkIdleConnection(ctx context.Context, db *pgstore.DB) error {
 		return err
 	}
 	defer conn.Release()
-	var workspace, bypass string
+	var workspace, bypass, user string
 	var n int
 	err = conn.QueryRow(ctx, `SELECT coalesce(current_setting('app.workspace_id', true), ''),
-		coalesce(current_setting('app.bypass_rls', true), ''), (SELECT count(*) FROM workspace)`).Scan(&workspace, &bypass, &n)
+		coalesce(current_setting('app.bypass_rls', true), ''), coalesce(current_setting('app.user_id', true), ''),
+		(SELECT count(*) FROM workspace)`).Scan(&workspace, &bypass, &user, &n)
 	if err != nil {
 		return err
 	}
-	if workspace != "" || bypass != "" || n != 0 {
-		return fmt.Errorf("idle connection carries app.workspace_id=%q app.bypass_rls=%q and sees %d workspaces", workspace, bypass, n)
+	if workspace != "" || bypass != "" || user != "" || n != 0 {
+		return fmt.Errorf("idle connection carries app.workspace_id=%q app.bypass_rls=%q app.user_id=%q and sees %d workspaces", workspace, bypass, user, n)
 	}
 	return nil
 }

@@ -26,19 +26,23 @@ func (t *tx) Now() time.Time         { return t.now }
 func (t *tx) WorkspaceID() uuid.UUID { return t.spec.workspace }
 func (t *tx) pgconn() *pgx.Conn      { return t.conn.Conn() }
 
-// queueStart queues BEGIN and one statement that sets both row-level-security
-// settings, to the transaction's values or to ” explicitly, so that nothing a
-// connection carried from an earlier use can leak into this transaction.
+// queueStart queues BEGIN and one statement that sets every row-level-security
+// setting, to the transaction's values or explicitly to the empty string, so
+// that nothing a connection carried from an earlier use can leak into this
+// transaction.
 func queueStart(b *pgx.Batch, spec txSpec) {
 	b.Queue(spec.begin)
-	workspace, bypass := "", ""
+	workspace, bypass, user := "", "", ""
 	if spec.workspace != uuid.Nil {
 		workspace = spec.workspace.String()
 	}
 	if spec.bypass {
 		bypass = "on"
 	}
-	b.Queue(setConfigSQL, workspace, bypass)
+	if spec.user != uuid.Nil {
+		user = spec.user.String()
+	}
+	b.Queue(setConfigSQL, workspace, bypass, user)
 }
 
 // startWith sends the transaction's prologue and sql as one batch and consumes

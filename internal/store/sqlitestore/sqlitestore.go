@@ -184,6 +184,16 @@ func (db *DB) ReadWorkspace(ctx context.Context, workspaceID uuid.UUID, fn func(
 	return db.run(ctx, db.reader, tenantContext{workspace: workspaceID}, fn)
 }
 
+// ReadAsUser runs fn on the read pool. SQLite has no row-level security, so
+// the person's scope rests on the statements' user_id filter, which the
+// shared store suite checks. It returns an internal error for uuid.Nil.
+func (db *DB) ReadAsUser(ctx context.Context, userID uuid.UUID, fn func(store.Tx) error) error {
+	if userID == uuid.Nil {
+		return kernel.Internal(fmt.Errorf("sqlitestore: ReadAsUser without a user"))
+	}
+	return db.run(ctx, db.reader, tenantContext{}, fn)
+}
+
 func (db *DB) System(ctx context.Context, reason string, fn func(store.Tx) error) error {
 	if err := store.EnterSystem(ctx, db.logger, reason); err != nil {
 		return err

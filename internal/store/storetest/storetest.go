@@ -252,6 +252,8 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	runMembership(t, setup)
+
 	t.Run("SystemPathRefusesRequestContexts", func(t *testing.T) {
 		t.Parallel()
 		db, _ := setup(t)

@@ -1,0 +1,211 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"atrium/internal/kernel"
+	"atrium/internal/store"
+	"atrium/internal/tenancy/policy"
+	"atrium/internal/testkit"
+)
+
+// The callers of the route × role table: the four roles of a fresh
+// workspace, an API key bound to it, the owner of another workspace, an API
+// key of another workspace, and nobody.
+const (
+	asOwner     = "owner"
+	asAdmin     = "admin"
+	asMember    = "member"
+	asViewer    = "viewer"
+	asOwnKey    = "own API key"
+	asStranger  = "another workspace's owner"
+	asOtherKey  = "another workspace's API key"
+	asAnonymous = "no credentials"
+)
+
+var callers = []string{asOwner, asAdmin, asMember, asViewer, asOwnKey, asStranger, asOtherKey, asAnonymous}
+
+// roleRoute is one row of the table: how to call a workspace route and what
+// each caller gets. Outsiders (asStranger, asOtherKey) always get the 404 of a
+// missing workspace and anonymous callers 401, so rows list insiders only.
+type roleRoute struct {
+	body    string
+	deleted bool // call it on a deleted workspace
+	allowed map[string]int
+}
+
+// insiders maps the callers allowed to their success status; every other
+// insider must get 403.
+func insiders(status int, allowed ...string) map[string]int {
+	m := map[string]int{}
+	for _, c := range allowed {
+		m[c] = status
+	}
+	return m
+}
+
+// roleTable has a row for every workspace-scoped route of the router; a route
+// added without one fails TestRouteRoleTable.
+var roleTable = map[string]roleRoute{
+	"GET /api/v1/workspaces/{workspace_id}": {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
+	"PATCH /api/v1/workspaces/{workspace_id}": {body: `{"name": "Renamed"}`,
+		allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"DELETE /api/v1/workspaces/{workspace_id}":                  {allowed: insiders(200, asOwner)},
+	"POST /api/v1/workspaces/{workspace_id}/restore":            {deleted: true, allowed: insiders(200, asOwner)},
+	"POST /api/v1/workspaces/{workspace_id}/transfer-ownership": {body: `{"user_id": "{target}"}`, allowed: insiders(204, asOwner)},
+	"GET /api/v1/workspaces/{workspace_id}/members":             {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
+	"PATCH /api/v1/workspaces/{workspace_id}/members/{user_id}": {body: `{"role": "viewer"}`,
+		allowed: insiders(200, asOwner, asAdmin)},
+	"DELETE /api/v1/workspaces/{workspace_id}/members/{user_id}": {allowed: insiders(204, asOwner, asAdmin)},
+	"GET /api/v1/workspaces/{workspace_id}/audit-log":            {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+}
+
+// roleWorld is the cast: people signed up through the API, and another
+// workspace with its owner.
+type roleWorld struct {
+	f                                              fixture
+	owner, admin, member, viewer, target, stranger testkit.Person
+	strangers                                      uuid.UUID
+	n                                              int
+}
+
+func newRoleWorld(t *testing.T, d store.Dialect) *roleWorld {
+	f := setup(t, d, testkit.AppOptions{})
+	w := &roleWorld{f: f}
+	for _, p := range []*testkit.Person{&w.owner, &w.admin, &w.member, &w.viewer, &w.target, &w.stranger} {
+		*p = f.app.SignUp(t, fmt.Sprintf("person%d@example.com", w.n))
+		w.n++
+	}
+	ws, err := f.app.Services.Workspaces.CreateOwned(context.Background(), w.stranger.ID, "Stranger", "stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.strangers = ws.ID
+	return w
+}
+
+// workspace creates a fresh workspace with the owner, one member of each other
+// role and target (a member), deleted when asked.
+func (w *roleWorld) workspace(t *testing.T, deleted bool) uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	svc := w.f.app.Services.Workspaces
+	w.n++
+	ws, err := svc.CreateOwned(ctx, w.owner.ID, "Workspace", fmt.Sprintf("ws-%d", w.n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, role := range map[*testkit.Person]policy.Role{&w.admin: policy.Admin, &w.member: policy.Member, &w.viewer: policy.Viewer, &w.target: policy.Member} {
+		if _, err := svc.AddMember(ctx, ws.ID, p.ID, role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if deleted {
+		ownerCtx := kernel.WithActor(ctx, kernel.Actor{Kind: kernel.ActorUser, ID: w.owner.ID})
+		if _, err := svc.Delete(ownerCtx, policy.Resource{Workspace: ws.ID, Role: policy.Owner}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ws.ID
+}
+
+func (w *roleWorld) headers(caller string, ws uuid.UUID) map[string]string {
+	switch caller {
+	case asOwner:
+		return w.owner.Headers()
+	case asAdmin:
+		return w.admin.Headers()
+	case asMember:
+		return w.member.Headers()
+	case asViewer:
+		return w.viewer.Headers()
+	case asOwnKey:
+		return map[string]string{"Authorization": testkit.KeyFor(ws)}
+	case asStranger:
+		return w.stranger.Headers()
+	case asOtherKey:
+		return map[string]string{"Authorization": testkit.KeyFor(w.strangers)}
+	}
+	return nil
+}
+
+// workspaceRoutes lists "METHOD path" of every workspace-scoped operation in
+// the served OpenAPI document.
+func workspaceRoutes(t *testing.T, f fixture) []string {
+	t.Helper()
+	r := call(t, f.url, "GET", "/api/openapi.json", nil, "")
+	paths, _ := r.body["paths"].(map[string]any)
+	var out []string
+	for path, item := range paths {
+		if !strings.HasPrefix(path, "/api/v1/workspaces/{workspace_id}") {
+			continue
+		}
+		for method := range item.(map[string]any) {
+			out = append(out, strings.ToUpper(method)+" "+path)
+		}
+	}
+	slices.Sort(out)
+	if len(out) == 0 {
+		t.Fatalf("no workspace routes in the OpenAPI document: %.300s", r.raw)
+	}
+	return out
+}
+
+func TestRouteRoleTable(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d store.Dialect) {
+		w := newRoleWorld(t, d)
+		routes := workspaceRoutes(t, w.f)
+		for route := range roleTable {
+			if !slices.Contains(routes, route) {
+				t.Errorf("the table has a row for %s, which the router does not serve", route)
+			}
+		}
+		for _, route := range routes {
+			row, ok := roleTable[route]
+			if !ok {
+				t.Errorf("workspace route %s has no row in roleTable", route)
+				continue
+			}
+			for _, caller := range callers {
+				t.Run(route+" as "+caller, func(t *testing.T) { w.check(t, route, row, caller) })
+			}
+		}
+	})
+}
+
+// check calls route as caller on a fresh workspace and asserts the answer.
+func (w *roleWorld) check(t *testing.T, route string, row roleRoute, caller string) {
+	ws := w.workspace(t, row.deleted)
+	method, pattern, _ := strings.Cut(route, " ")
+	path := func(ws uuid.UUID) string {
+		return strings.NewReplacer("{workspace_id}", kernel.FormatID(kernel.PrefixWorkspace, ws),
+			"{user_id}", w.target.UserID()).Replace(pattern)
+	}
+	body := strings.ReplaceAll(row.body, "{target}", w.target.UserID())
+	r := call(t, w.f.url, method, path(ws), w.headers(caller, ws), body)
+	switch caller {
+	case asAnonymous:
+		assertEnvelope(t, r, 401, kernel.CodeUnauthenticated)
+	case asStranger, asOtherKey:
+		assertEnvelope(t, r, 404, kernel.CodeNotFound)
+		missing := call(t, w.f.url, method, path(kernel.NewID()), w.headers(caller, ws), body)
+		if a, b := withoutRequestID(r), withoutRequestID(missing); a != b {
+			t.Fatalf("an outsider tells a real workspace from a missing one:\n%s\n%s", a, b)
+		}
+	default:
+		want, ok := row.allowed[caller]
+		if !ok {
+			assertEnvelope(t, r, 403, kernel.CodeForbidden)
+			return
+		}
+		if r.status != want {
+			t.Fatalf("status %d, want %d: %s", r.status, want, r.raw)
+		}
+	}
+}

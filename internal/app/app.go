@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		Idempotency: idempotency.New(db, idempotency.Options{}),
 		Mailbox:     devmail.New(db),
 	}
-	if a.Services.Identity, err = newIdentity(cfg, opts, db, a.Services.Mailbox, logger); err != nil {
+	if a.Services.Identity, err = newIdentity(cfg, opts, clock, db, a.Services.Mailbox, logger); err != nil {
 		return nil, err
 	}
 	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity)
@@ -216,7 +216,7 @@ func (a *App) Close() error {
 
 // newIdentity builds the identity service. Mail goes to the dev mailbox; in
 // production that is said loudly, since no email leaves the server.
-func newIdentity(cfg config.Config, opts Options, db store.DB, mailer mail.Mailer, logger *slog.Logger) (*identity.Service, error) {
+func newIdentity(cfg config.Config, opts Options, clock kernel.Clock, db store.DB, mailer mail.Mailer, logger *slog.Logger) (*identity.Service, error) {
 	params := password.DefaultParams()
 	if opts.PasswordParams != nil {
 		params = *opts.PasswordParams
@@ -234,18 +234,19 @@ func newIdentity(cfg config.Config, opts Options, db store.DB, mailer mail.Maile
 	return identity.NewService(identity.Config{
 		DB: db, Hasher: password.New(params, 0), Mailer: mailer, Templates: templates,
 		BaseURL: cfg.BaseURL, Logger: logger,
-		IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime,
+		IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime, Clock: clock,
 	})
 }
 
 // authenticator is the request authenticator: the session cookie first, then
-// extra (bearer credentials), if any.
-func authenticator(sessions *identity.Service, extra httpapi.Authenticator) httpapi.Authenticator {
-	chain := httpapi.AuthChain{httpapi.SessionCookie{Sessions: sessions}}
+// API keys and personal access tokens, then extra (tests' bearer keys), if
+// any; an Authorization header none of them claims is refused.
+func authenticator(ids *identity.Service, extra httpapi.Authenticator) httpapi.Authenticator {
+	chain := httpapi.AuthChain{httpapi.SessionCookie{Sessions: ids}, httpapi.BearerTokens{Tokens: ids}}
 	if extra != nil {
 		chain = append(chain, extra)
 	}
-	return chain
+	return append(chain, httpapi.RefuseUnclaimed{})
 }
 
 // access admits people to the workspaces they are members of and API keys to

@@ -55,37 +55,24 @@ func registerAuditLog(api huma.API, db store.DB, cursors *cursor.Signer) {
 		if err := policy.Check(kernel.ActorFrom(ctx), policy.AuditRead, policy.In(ctx, workspaceID)); err != nil {
 			return nil, err
 		}
-		limit, err := cursor.ParseLimit(in.Limit)
-		if err != nil {
-			return nil, err
-		}
 		scope := "audit_log:" + kernel.FormatID(kernel.PrefixWorkspace, workspaceID)
-		var after *audit.Position
-		if in.Cursor != "" {
-			after = &audit.Position{}
-			if err := cursors.Decode(scope, in.Cursor, after); err != nil {
-				return nil, err
-			}
-		}
-		entries, err := audit.List(ctx, db, workspaceID, after, limit+1)
+		page, err := listPage(cursors, scope, in.Limit, in.Cursor,
+			func(after *audit.Position, limit int) ([]audit.StoredEntry, error) {
+				return audit.List(ctx, db, workspaceID, after, limit)
+			},
+			auditEntryBody,
+			func(e audit.StoredEntry) audit.Position { return audit.Position{CreatedAt: e.CreatedAt, ID: e.ID} })
 		if err != nil {
 			return nil, err
 		}
-		page, more := cursor.Trim(entries, limit)
-		out := &listAuditOutput{}
-		out.Body.Items = make([]AuditEntryBody, 0, len(page))
-		for _, e := range page {
-			out.Body.Items = append(out.Body.Items, AuditEntryBody{
-				ID: kernel.FormatID(kernel.PrefixAudit, e.ID), Action: e.Action, ActorType: e.ActorType, ActorID: e.ActorID,
-				TargetType: e.TargetType, TargetID: e.TargetID, Metadata: e.Metadata, IP: e.IP, UserAgent: e.UserAgent,
-				RequestID: e.RequestID, CreatedAt: e.CreatedAt,
-			})
-		}
-		out.Body.HasMore = more
-		if more {
-			last := page[len(page)-1]
-			out.Body.NextCursor = cursors.Encode(scope, audit.Position{CreatedAt: last.CreatedAt, ID: last.ID})
-		}
-		return out, nil
+		return &listAuditOutput{Body: page}, nil
 	})
+}
+
+func auditEntryBody(e audit.StoredEntry) AuditEntryBody {
+	return AuditEntryBody{
+		ID: kernel.FormatID(kernel.PrefixAudit, e.ID), Action: e.Action, ActorType: e.ActorType, ActorID: e.ActorID,
+		TargetType: e.TargetType, TargetID: e.TargetID, Metadata: e.Metadata, IP: e.IP, UserAgent: e.UserAgent,
+		RequestID: e.RequestID, CreatedAt: e.CreatedAt,
+	}
 }

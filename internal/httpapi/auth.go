@@ -95,7 +95,8 @@ func tenant(access WorkspaceAccess) func(http.Handler) http.Handler {
 				return
 			}
 			workspaceID, err := kernel.ParseID(kernel.PrefixWorkspace, raw)
-			if err != nil {
+			// A personal access token limited to one workspace sees no other.
+			if err != nil || (actor.OnlyWorkspace != uuid.Nil && actor.OnlyWorkspace != workspaceID) {
 				WriteError(w, r, kernel.NotFound("workspace"))
 				return
 			}

@@ -120,36 +120,23 @@ func listSessions(ctx context.Context, svc *identity.Service, cursors *cursor.Si
 	if err != nil {
 		return nil, err
 	}
-	limit, err := cursor.ParseLimit(in.Limit)
-	if err != nil {
-		return nil, err
-	}
 	scope := "sessions:" + kernel.FormatID(kernel.PrefixUser, actor.ID)
-	var after *identity.SessionPosition
-	if in.Cursor != "" {
-		after = &identity.SessionPosition{}
-		if err := cursors.Decode(scope, in.Cursor, after); err != nil {
-			return nil, err
-		}
-	}
-	sessions, err := svc.ListSessions(ctx, actor.ID, after, limit+1)
+	page, err := listPage(cursors, scope, in.Limit, in.Cursor,
+		func(after *identity.SessionPosition, limit int) ([]identity.Session, error) {
+			return svc.ListSessions(ctx, actor.ID, after, limit)
+		},
+		func(s identity.Session) SessionBody {
+			return SessionBody{
+				ID: kernel.FormatID(kernel.PrefixSession, s.ID), Current: s.ID == actor.SessionID,
+				CreatedAt: s.CreatedAt, LastSeenAt: s.LastSeenAt, IdleExpiresAt: s.IdleExpiresAt, ExpiresAt: s.ExpiresAt,
+				IP: s.IP, UserAgent: s.UserAgent,
+			}
+		},
+		func(s identity.Session) identity.SessionPosition {
+			return identity.SessionPosition{CreatedAt: s.CreatedAt, ID: s.ID}
+		})
 	if err != nil {
 		return nil, err
 	}
-	page, more := cursor.Trim(sessions, limit)
-	out := &listSessionsOutput{}
-	out.Body.Items = make([]SessionBody, 0, len(page))
-	for _, s := range page {
-		out.Body.Items = append(out.Body.Items, SessionBody{
-			ID: kernel.FormatID(kernel.PrefixSession, s.ID), Current: s.ID == actor.SessionID,
-			CreatedAt: s.CreatedAt, LastSeenAt: s.LastSeenAt, IdleExpiresAt: s.IdleExpiresAt, ExpiresAt: s.ExpiresAt,
-			IP: s.IP, UserAgent: s.UserAgent,
-		})
-	}
-	out.Body.HasMore = more
-	if more {
-		last := page[len(page)-1]
-		out.Body.NextCursor = cursors.Encode(scope, identity.SessionPosition{CreatedAt: last.CreatedAt, ID: last.ID})
-	}
-	return out, nil
+	return &listSessionsOutput{Body: page}, nil
 }

@@ -124,30 +124,15 @@ func listMembers(ctx context.Context, svc *tenancy.Service, cursors *cursor.Sign
 	if err != nil {
 		return nil, err
 	}
-	limit, err := cursor.ParseLimit(in.Limit)
-	if err != nil {
-		return nil, err
-	}
 	scope := "members:" + kernel.FormatID(kernel.PrefixWorkspace, res.Workspace)
-	var after idPosition
-	if in.Cursor != "" {
-		if err := cursors.Decode(scope, in.Cursor, &after); err != nil {
-			return nil, err
-		}
-	}
-	members, err := svc.ListMembers(ctx, res, after.ID, limit+1)
+	page, err := listPage(cursors, scope, in.Limit, in.Cursor,
+		func(after *idPosition, limit int) ([]tenancy.Member, error) {
+			return svc.ListMembers(ctx, res, afterID(after), limit)
+		},
+		memberBody,
+		func(m tenancy.Member) idPosition { return idPosition{ID: m.UserID} })
 	if err != nil {
 		return nil, err
 	}
-	page, more := cursor.Trim(members, limit)
-	out := &listMembersOutput{}
-	out.Body.Items = make([]MemberBody, 0, len(page))
-	for _, m := range page {
-		out.Body.Items = append(out.Body.Items, memberBody(m))
-	}
-	out.Body.HasMore = more
-	if more {
-		out.Body.NextCursor = cursors.Encode(scope, idPosition{ID: page[len(page)-1].UserID})
-	}
-	return out, nil
+	return &listMembersOutput{Body: page}, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"atrium/internal/identity"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 	"atrium/internal/tenancy/policy"
@@ -16,8 +17,9 @@ import (
 )
 
 // The callers of the route × role table: the four roles of a fresh
-// workspace, an API key bound to it, the owner of another workspace, an API
-// key of another workspace, and nobody.
+// workspace, a read-and-write API key bound to it, a revoked key of it, the
+// owner of another workspace, an API key of another workspace, and nobody.
+// The keys are real ones, created through the identity service.
 const (
 	asOwner     = "owner"
 	asAdmin     = "admin"
@@ -26,14 +28,16 @@ const (
 	asOwnKey    = "own API key"
 	asStranger  = "another workspace's owner"
 	asOtherKey  = "another workspace's API key"
+	asRevoked   = "a revoked key"
 	asAnonymous = "no credentials"
 )
 
-var callers = []string{asOwner, asAdmin, asMember, asViewer, asOwnKey, asStranger, asOtherKey, asAnonymous}
+var callers = []string{asOwner, asAdmin, asMember, asViewer, asOwnKey, asStranger, asOtherKey, asRevoked, asAnonymous}
 
 // roleRoute is one row of the table: how to call a workspace route and what
 // each caller gets. Outsiders (asStranger, asOtherKey) always get the 404 of a
-// missing workspace and anonymous callers 401, so rows list insiders only.
+// missing workspace and anonymous callers and revoked keys 401, so rows list
+// insiders only.
 type roleRoute struct {
 	body    string
 	deleted bool // call it on a deleted workspace
@@ -64,6 +68,10 @@ var roleTable = map[string]roleRoute{
 		allowed: insiders(200, asOwner, asAdmin)},
 	"DELETE /api/v1/workspaces/{workspace_id}/members/{user_id}": {allowed: insiders(204, asOwner, asAdmin)},
 	"GET /api/v1/workspaces/{workspace_id}/audit-log":            {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"GET /api/v1/workspaces/{workspace_id}/api-keys":             {allowed: insiders(200, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/api-keys": {body: `{"name": "deploys", "scopes": ["read"]}`,
+		allowed: insiders(201, asOwner, asAdmin)},
+	"DELETE /api/v1/workspaces/{workspace_id}/api-keys/{key_id}": {allowed: insiders(204, asOwner, asAdmin)},
 }
 
 // roleWorld is the cast: people signed up through the API, and another
@@ -72,7 +80,28 @@ type roleWorld struct {
 	f                                              fixture
 	owner, admin, member, viewer, target, stranger testkit.Person
 	strangers                                      uuid.UUID
+	strangersKey                                   string
 	n                                              int
+}
+
+// roleWorkspace is a fresh workspace of the table with its keys: one to call
+// with, one revoked, and one for the revoke route to act on.
+type roleWorkspace struct {
+	id                   uuid.UUID
+	key, revoked, target string
+}
+
+// newKey creates a read-and-write key in workspaceID as its owner and
+// returns its API ID and secret.
+func (w *roleWorld) newKey(t *testing.T, owner, workspaceID uuid.UUID) (string, string) {
+	t.Helper()
+	ctx := kernel.WithActor(context.Background(), kernel.Actor{Kind: kernel.ActorUser, ID: owner, Via: kernel.ViaCookie})
+	key, secret, err := w.f.app.Services.Identity.CreateAPIKey(ctx, policy.Resource{Workspace: workspaceID, Role: policy.Owner},
+		identity.NewAPIKey{Name: "role table", Scopes: []string{"read", "write"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kernel.FormatID(kernel.PrefixAPIKey, key.ID), secret
 }
 
 func newRoleWorld(t *testing.T, d store.Dialect) *roleWorld {
@@ -87,12 +116,13 @@ func newRoleWorld(t *testing.T, d store.Dialect) *roleWorld {
 		t.Fatal(err)
 	}
 	w.strangers = ws.ID
+	_, w.strangersKey = w.newKey(t, w.stranger.ID, ws.ID)
 	return w
 }
 
 // workspace creates a fresh workspace with the owner, one member of each other
-// role and target (a member), deleted when asked.
-func (w *roleWorld) workspace(t *testing.T, deleted bool) uuid.UUID {
+// role and target (a member), and its keys, deleted when asked.
+func (w *roleWorld) workspace(t *testing.T, deleted bool) roleWorkspace {
 	t.Helper()
 	ctx := context.Background()
 	svc := w.f.app.Services.Workspaces
@@ -106,16 +136,26 @@ func (w *roleWorld) workspace(t *testing.T, deleted bool) uuid.UUID {
 			t.Fatal(err)
 		}
 	}
+	out := roleWorkspace{id: ws.ID}
+	_, out.key = w.newKey(t, w.owner.ID, ws.ID)
+	out.target, _ = w.newKey(t, w.owner.ID, ws.ID)
+	revokedID, revoked := w.newKey(t, w.owner.ID, ws.ID)
+	ownerCtx := kernel.WithActor(ctx, kernel.Actor{Kind: kernel.ActorUser, ID: w.owner.ID})
+	owner := policy.Resource{Workspace: ws.ID, Role: policy.Owner}
+	keyID, _ := kernel.ParseID(kernel.PrefixAPIKey, revokedID)
+	if err := w.f.app.Services.Identity.RevokeAPIKey(ownerCtx, owner, keyID); err != nil {
+		t.Fatal(err)
+	}
+	out.revoked = revoked
 	if deleted {
-		ownerCtx := kernel.WithActor(ctx, kernel.Actor{Kind: kernel.ActorUser, ID: w.owner.ID})
-		if _, err := svc.Delete(ownerCtx, policy.Resource{Workspace: ws.ID, Role: policy.Owner}); err != nil {
+		if _, err := svc.Delete(ownerCtx, owner); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return ws.ID
+	return out
 }
 
-func (w *roleWorld) headers(caller string, ws uuid.UUID) map[string]string {
+func (w *roleWorld) headers(caller string, ws roleWorkspace) map[string]string {
 	switch caller {
 	case asOwner:
 		return w.owner.Headers()
@@ -126,11 +166,13 @@ func (w *roleWorld) headers(caller string, ws uuid.UUID) map[string]string {
 	case asViewer:
 		return w.viewer.Headers()
 	case asOwnKey:
-		return map[string]string{"Authorization": testkit.KeyFor(ws)}
+		return map[string]string{"Authorization": "Bearer " + ws.key}
+	case asRevoked:
+		return map[string]string{"Authorization": "Bearer " + ws.revoked}
 	case asStranger:
 		return w.stranger.Headers()
 	case asOtherKey:
-		return map[string]string{"Authorization": testkit.KeyFor(w.strangers)}
+		return map[string]string{"Authorization": "Bearer " + w.strangersKey}
 	}
 	return nil
 }
@@ -181,20 +223,20 @@ func TestRouteRoleTable(t *testing.T) {
 
 // check calls route as caller on a fresh workspace and asserts the answer.
 func (w *roleWorld) check(t *testing.T, route string, row roleRoute, caller string) {
-	ws := w.workspace(t, row.deleted)
+	rw := w.workspace(t, row.deleted)
 	method, pattern, _ := strings.Cut(route, " ")
 	path := func(ws uuid.UUID) string {
 		return strings.NewReplacer("{workspace_id}", kernel.FormatID(kernel.PrefixWorkspace, ws),
-			"{user_id}", w.target.UserID()).Replace(pattern)
+			"{user_id}", w.target.UserID(), "{key_id}", rw.target).Replace(pattern)
 	}
 	body := strings.ReplaceAll(row.body, "{target}", w.target.UserID())
-	r := call(t, w.f.url, method, path(ws), w.headers(caller, ws), body)
+	r := call(t, w.f.url, method, path(rw.id), w.headers(caller, rw), body)
 	switch caller {
-	case asAnonymous:
+	case asAnonymous, asRevoked:
 		assertEnvelope(t, r, 401, kernel.CodeUnauthenticated)
 	case asStranger, asOtherKey:
 		assertEnvelope(t, r, 404, kernel.CodeNotFound)
-		missing := call(t, w.f.url, method, path(kernel.NewID()), w.headers(caller, ws), body)
+		missing := call(t, w.f.url, method, path(kernel.NewID()), w.headers(caller, rw), body)
 		if a, b := withoutRequestID(r), withoutRequestID(missing); a != b {
 			t.Fatalf("an outsider tells a real workspace from a missing one:\n%s\n%s", a, b)
 		}

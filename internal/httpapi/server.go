@@ -93,6 +93,8 @@ func NewHandler(d Deps) http.Handler {
 		}
 		registerAuth(api, d.Identity)
 		registerMe(api, d.Identity, d.Cursors)
+		registerTokens(api, d.Identity, d.Cursors)
+		registerAPIKeys(api, d.Identity, d.Cursors)
 	}
 	for _, register := range d.Routes {
 		register(api)

@@ -70,11 +70,6 @@ type listWorkspacesOutput struct {
 	Body Page[WorkspaceBody]
 }
 
-// idPosition is where a page keyed by one ID ends.
-type idPosition struct {
-	ID uuid.UUID `json:"id"`
-}
-
 // workspaceFrom returns the workspace the tenant middleware resolved for this
 // route. Reaching a workspace route without one is a wiring fault.
 func workspaceFrom(ctx context.Context) (uuid.UUID, error) {
@@ -167,30 +162,15 @@ func listMyWorkspaces(ctx context.Context, svc *tenancy.Service, cursors *cursor
 	if err != nil {
 		return nil, err
 	}
-	limit, err := cursor.ParseLimit(in.Limit)
-	if err != nil {
-		return nil, err
-	}
 	scope := "workspaces:" + kernel.FormatID(kernel.PrefixUser, person.ID)
-	var after idPosition
-	if in.Cursor != "" {
-		if err := cursors.Decode(scope, in.Cursor, &after); err != nil {
-			return nil, err
-		}
-	}
-	mine, err := svc.ListMine(ctx, person.ID, after.ID, limit+1)
+	page, err := listPage(cursors, scope, in.Limit, in.Cursor,
+		func(after *idPosition, limit int) ([]tenancy.MyWorkspace, error) {
+			return svc.ListMine(ctx, person.ID, afterID(after), limit)
+		},
+		func(w tenancy.MyWorkspace) WorkspaceBody { return workspaceBody(w.Workspace, w.Role) },
+		func(w tenancy.MyWorkspace) idPosition { return idPosition{ID: w.ID} })
 	if err != nil {
 		return nil, err
 	}
-	page, more := cursor.Trim(mine, limit)
-	out := &listWorkspacesOutput{}
-	out.Body.Items = make([]WorkspaceBody, 0, len(page))
-	for _, w := range page {
-		out.Body.Items = append(out.Body.Items, workspaceBody(w.Workspace, w.Role))
-	}
-	out.Body.HasMore = more
-	if more {
-		out.Body.NextCursor = cursors.Encode(scope, idPosition{ID: page[len(page)-1].ID})
-	}
-	return out, nil
+	return &listWorkspacesOutput{Body: page}, nil
 }

@@ -1,6 +1,6 @@
 // Package identity owns people: accounts and passwords, email verification,
-// password reset, magic-link login and sessions. Later parts add MFA, API
-// keys and personal access tokens.
+// password reset, magic-link login, sessions, workspace API keys and personal
+// access tokens. Later parts add MFA.
 //
 // Every secret it hands out (a session token, an emailed link) is 256 bits
 // from crypto/rand, shown once and stored only as its SHA-256, so the database
@@ -24,6 +24,7 @@ import (
 	"github.com/google/uuid"
 
 	"atrium/internal/identity/password"
+	"atrium/internal/kernel"
 	"atrium/internal/mail"
 	"atrium/internal/store"
 )
@@ -89,6 +90,10 @@ type Config struct {
 	// Lifetime ends a session this long after login, however it is used;
 	// DefaultLifetime when zero.
 	Lifetime time.Duration
+	// Clock tells API keys and personal access tokens whether they have
+	// expired, outside any transaction; kernel.SystemClock when nil. It must
+	// be the store's clock, so that tests move both together.
+	Clock kernel.Clock
 }
 
 // Service holds the identity rules. It is safe for concurrent use.
@@ -101,6 +106,7 @@ type Service struct {
 	logger    *slog.Logger
 	idle      time.Duration
 	lifetime  time.Duration
+	clock     kernel.Clock
 }
 
 // NewService returns a Service built from cfg. It returns an error if a
@@ -126,8 +132,11 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.IdleTimeout < 0 || cfg.Lifetime < cfg.IdleTimeout {
 		return nil, fmt.Errorf("identity: idle timeout %s must be positive and at most the lifetime %s", cfg.IdleTimeout, cfg.Lifetime)
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = kernel.SystemClock{}
+	}
 	return &Service{
-		db: cfg.DB, hasher: cfg.Hasher, mailer: cfg.Mailer, templates: cfg.Templates,
+		clock: cfg.Clock, db: cfg.DB, hasher: cfg.Hasher, mailer: cfg.Mailer, templates: cfg.Templates,
 		baseURL: base, logger: cfg.Logger, idle: cfg.IdleTimeout, lifetime: cfg.Lifetime,
 	}, nil
 }

@@ -37,7 +37,26 @@ type Actor struct {
 	// SessionID is the session a user proved themselves with (Via cookie), so
 	// that logout can end it and a session list can mark it; uuid.Nil otherwise.
 	SessionID uuid.UUID
+	// Scopes are what an API key may do; the policy grants an API-key actor
+	// nothing beyond them. Unused for other kinds.
+	Scopes Scopes
+	// OnlyWorkspace confines a user acting through a personal access token
+	// limited to one workspace: the tenant middleware answers 404 for any
+	// other. uuid.Nil means no such limit.
+	OnlyWorkspace uuid.UUID
 }
+
+// Scopes is a set of API-key scopes, as bits, so that Actor stays comparable.
+type Scopes uint8
+
+// The API-key scopes; their names are "read" and "write".
+const (
+	ScopeRead Scopes = 1 << iota
+	ScopeWrite
+)
+
+// Has reports whether every scope of x is in s.
+func (s Scopes) Has(x Scopes) bool { return x != 0 && s&x == x }
 
 // SystemActor is the actor of Atrium's own background work.
 var SystemActor = Actor{Kind: ActorSystem, Via: ViaProcess}

@@ -15,6 +15,7 @@ const (
 	PrefixAudit     = "aud"
 	PrefixRequest   = "req"
 	PrefixSession   = "ses"
+	PrefixPAT       = "pat"
 )
 
 // NewID returns a fresh UUIDv7: time-ordered, so keys cluster in indexes and sort

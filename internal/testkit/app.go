@@ -29,8 +29,8 @@ const (
 	TestCookie    = "__Host-atrium_test"
 )
 
-// TestAuth stands in for API keys until they exist. Boot tries it after real
-// session cookies, so a test can use both.
+// TestAuth is a cheap stand-in for a read-and-write API key. Boot tries it
+// after real session cookies and real bearer secrets, so a test can use all.
 type TestAuth struct{}
 
 func (TestAuth) Authenticate(r *http.Request) (kernel.Actor, error) {
@@ -51,7 +51,8 @@ func (TestAuth) Authenticate(r *http.Request) (kernel.Actor, error) {
 	if !ok || err != nil {
 		return kernel.Actor{}, &kernel.Error{Code: kernel.CodeUnauthenticated, Message: "invalid credentials"}
 	}
-	return kernel.Actor{Kind: kernel.ActorAPIKey, ID: uuid.NewSHA1(uuid.NameSpaceOID, ws[:]), Via: via, WorkspaceID: ws}, nil
+	return kernel.Actor{Kind: kernel.ActorAPIKey, ID: uuid.NewSHA1(uuid.NameSpaceOID, ws[:]), Via: via, WorkspaceID: ws,
+		Scopes: kernel.ScopeRead | kernel.ScopeWrite}, nil
 }
 
 // KeyFor returns the Authorization header value TestAuth maps to workspaceID.

@@ -2,11 +2,11 @@
 // may do what in a workspace. Handlers and services ask Can (or Check) and
 // never compare roles themselves.
 //
-// People act through their membership role. Workspace API keys have no role:
-// until keys with scopes arrive (issue 3, part 13), a key bound to a workspace
-// may read it, rename it, list its members and read its audit log, and nothing
-// else (no deletion, restore, ownership transfer or membership change); a key
-// never acts in any other workspace. Any other actor (anonymous, the system)
+// People act through their membership role. Workspace API keys have no role
+// but scopes: "read" lets a key read its workspace, list its members and read
+// its audit log; "write" adds renaming the workspace (and implies read). No
+// scope lets a key delete, restore or transfer the workspace, change
+// memberships or manage API keys, and a key never acts in any other workspace. Any other actor (anonymous, the system)
 // is refused everything here: background work does not go through requests.
 package policy
 
@@ -58,6 +58,13 @@ const (
 	MemberRemove      Action = "member.remove"
 	MemberLeave       Action = "member.leave"
 	AuditRead         Action = "audit.read"
+	APIKeyManage      Action = "api_key.manage" // list, create and revoke the workspace's API keys
+)
+
+// The names of the API-key scopes, as the API and the store write them.
+const (
+	ScopeRead  = "read"
+	ScopeWrite = "write"
 )
 
 // Resource is what an action is asked about: a workspace, seen through the
@@ -83,14 +90,57 @@ type Target struct {
 // the rules on targets that Can applies to member actions.
 var byRole = map[Role]map[Action]bool{
 	Owner: set(WorkspaceRead, WorkspaceUpdate, WorkspaceDelete, WorkspaceRestore, WorkspaceTransfer,
-		MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead),
-	Admin:  set(WorkspaceRead, WorkspaceUpdate, MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead),
+		MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead, APIKeyManage),
+	Admin: set(WorkspaceRead, WorkspaceUpdate, MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead,
+		APIKeyManage),
 	Member: set(WorkspaceRead, MemberList, MemberLeave),
 	Viewer: set(WorkspaceRead, MemberList, MemberLeave),
 }
 
-// apiKeyActions is the fixed permission set of a workspace API key.
-var apiKeyActions = set(WorkspaceRead, WorkspaceUpdate, MemberList, AuditRead)
+// Actions granted by each API-key scope; write includes read.
+var (
+	readActions  = set(WorkspaceRead, MemberList, AuditRead)
+	writeActions = set(WorkspaceRead, MemberList, AuditRead, WorkspaceUpdate)
+)
+
+// ParseScopes returns the set named by names (each "read" or "write"). It
+// returns an invalid *kernel.Error naming field when a name is unknown or
+// there is none.
+func ParseScopes(field string, names []string) (kernel.Scopes, error) {
+	var set kernel.Scopes
+	for _, n := range names {
+		switch n {
+		case ScopeRead:
+			set |= kernel.ScopeRead
+		case ScopeWrite:
+			set |= kernel.ScopeWrite
+		default:
+			return 0, kernel.Invalid(field, "must be read or write")
+		}
+	}
+	if set == 0 {
+		return 0, kernel.Invalid(field, "must name at least one of read, write")
+	}
+	return set, nil
+}
+
+// ScopeNames returns the names of set, read first.
+func ScopeNames(set kernel.Scopes) []string {
+	names := []string{}
+	if set.Has(kernel.ScopeRead) {
+		names = append(names, ScopeRead)
+	}
+	if set.Has(kernel.ScopeWrite) {
+		names = append(names, ScopeWrite)
+	}
+	return names
+}
+
+// keyCan reports whether an API-key actor's scopes grant action.
+func keyCan(actor kernel.Actor, action Action) bool {
+	return (actor.Scopes.Has(kernel.ScopeRead) && readActions[action]) ||
+		(actor.Scopes.Has(kernel.ScopeWrite) && writeActions[action])
+}
 
 func set(actions ...Action) map[Action]bool {
 	m := make(map[Action]bool, len(actions))
@@ -110,7 +160,7 @@ func set(actions ...Action) map[Action]bool {
 func Can(actor kernel.Actor, action Action, res Resource) bool {
 	switch actor.Kind {
 	case kernel.ActorAPIKey:
-		return res.Workspace != uuid.Nil && actor.WorkspaceID == res.Workspace && apiKeyActions[action]
+		return res.Workspace != uuid.Nil && actor.WorkspaceID == res.Workspace && keyCan(actor, action)
 	case kernel.ActorUser:
 	default:
 		return false
@@ -140,6 +190,9 @@ func Can(actor kernel.Actor, action Action, res Resource) bool {
 func Check(actor kernel.Actor, action Action, res Resource) error {
 	if Can(actor, action, res) {
 		return nil
+	}
+	if actor.Kind == kernel.ActorAPIKey {
+		return &kernel.Error{Code: kernel.CodeForbidden, Message: "this key's scopes do not allow " + string(action)}
 	}
 	return &kernel.Error{Code: kernel.CodeForbidden, Message: "your role does not allow " + string(action)}
 }

@@ -15,10 +15,10 @@ func TestRoleTable(t *testing.T) {
 	me := kernel.Actor{Kind: kernel.ActorUser, ID: uuid.New()}
 	other := uuid.New()
 	plain := []policy.Action{policy.WorkspaceRead, policy.WorkspaceUpdate, policy.WorkspaceDelete,
-		policy.WorkspaceRestore, policy.WorkspaceTransfer, policy.MemberList, policy.AuditRead}
+		policy.WorkspaceRestore, policy.WorkspaceTransfer, policy.MemberList, policy.AuditRead, policy.APIKeyManage}
 	want := map[policy.Role][]policy.Action{
 		policy.Owner:  plain,
-		policy.Admin:  {policy.WorkspaceRead, policy.WorkspaceUpdate, policy.MemberList, policy.AuditRead},
+		policy.Admin:  {policy.WorkspaceRead, policy.WorkspaceUpdate, policy.MemberList, policy.AuditRead, policy.APIKeyManage},
 		policy.Member: {policy.WorkspaceRead, policy.MemberList},
 		policy.Viewer: {policy.WorkspaceRead, policy.MemberList},
 		"":            nil,
@@ -73,13 +73,25 @@ func TestMemberRules(t *testing.T) {
 	}
 }
 
-func TestAPIKeysHaveAFixedSetInTheirWorkspaceOnly(t *testing.T) {
+func TestAPIKeysActByScopeInTheirWorkspaceOnly(t *testing.T) {
 	ws := uuid.New()
-	key := kernel.Actor{Kind: kernel.ActorAPIKey, ID: uuid.New(), WorkspaceID: ws}
+	reader := kernel.Actor{Kind: kernel.ActorAPIKey, ID: uuid.New(), WorkspaceID: ws, Scopes: kernel.ScopeRead}
+	for action, want := range map[policy.Action]bool{
+		policy.WorkspaceRead: true, policy.MemberList: true, policy.AuditRead: true, policy.WorkspaceUpdate: false,
+		policy.APIKeyManage: false,
+	} {
+		if got := policy.Can(reader, action, policy.Resource{Workspace: ws, Role: policy.Owner}); got != want {
+			t.Errorf("read key %s: %v, want %v", action, got, want)
+		}
+	}
+	if policy.Can(kernel.Actor{Kind: kernel.ActorAPIKey, WorkspaceID: ws}, policy.WorkspaceRead, policy.Resource{Workspace: ws}) {
+		t.Error("a key without scopes may read")
+	}
+	key := kernel.Actor{Kind: kernel.ActorAPIKey, ID: uuid.New(), WorkspaceID: ws, Scopes: kernel.ScopeWrite}
 	for action, want := range map[policy.Action]bool{
 		policy.WorkspaceRead: true, policy.WorkspaceUpdate: true, policy.MemberList: true, policy.AuditRead: true,
 		policy.WorkspaceDelete: false, policy.WorkspaceRestore: false, policy.WorkspaceTransfer: false,
-		policy.MemberChangeRole: false, policy.MemberRemove: false, policy.MemberLeave: false,
+		policy.MemberChangeRole: false, policy.MemberRemove: false, policy.MemberLeave: false, policy.APIKeyManage: false,
 	} {
 		// A role smuggled into the resource changes nothing for a key.
 		if got := policy.Can(key, action, policy.Resource{Workspace: ws, Role: policy.Owner}); got != want {

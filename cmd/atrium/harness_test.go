@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"atrium/internal/testkit"
 )
 
 // TestMain removes the atrium binary the subprocess tests build.
@@ -23,24 +24,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binary.dir)
 	}
 	os.Exit(code)
-}
-
-// syncBuffer is an io.Writer the program writes to while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // result is what one in-process run of the program left behind.
@@ -74,8 +57,8 @@ func with(env map[string]string, pairs ...string) map[string]string {
 }
 
 // newMain returns a Main whose whole environment is env.
-func newMain(env map[string]string) (*Main, *syncBuffer, *syncBuffer) {
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+func newMain(env map[string]string) (*Main, *testkit.SyncBuffer, *testkit.SyncBuffer) {
+	stdout, stderr := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 	return &Main{Stdout: stdout, Stderr: stderr, Getenv: func(k string) string { return env[k] }}, stdout, stderr
 }
 
@@ -169,7 +152,7 @@ func atriumBinary(t *testing.T) string {
 // process is a running atrium subprocess.
 type process struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testkit.SyncBuffer
 	exited chan struct{}
 }
 
@@ -181,7 +164,7 @@ func startAtrium(t *testing.T, env map[string]string, args ...string) *process {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &process{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &process{cmd: cmd, stderr: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -58,16 +58,13 @@ func List(ctx context.Context, db store.DB, workspaceID uuid.UUID, after *Positi
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
+		out, err = store.Collect(rows, func(row store.Row) (StoredEntry, error) {
 			var r StoredEntry
-			if err := rows.Scan(&r.ID, &r.ActorType, &r.ActorID, &r.Action, &r.TargetType, &r.TargetID,
-				&r.Metadata, &r.IP, &r.UserAgent, &r.RequestID, &r.CreatedAt); err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
+			err := row.Scan(&r.ID, &r.ActorType, &r.ActorID, &r.Action, &r.TargetType, &r.TargetID,
+				&r.Metadata, &r.IP, &r.UserAgent, &r.RequestID, &r.CreatedAt)
+			return r, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("audit: list: %w", err)

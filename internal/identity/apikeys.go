@@ -163,15 +163,8 @@ func (s *Service) ListAPIKeys(ctx context.Context, res policy.Resource, after *T
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			key, err := scanAPIKey(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, key)
-		}
-		return rows.Err()
+		out, err = store.Collect(rows, scanAPIKey)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity: list API keys: %w", err)

@@ -106,15 +106,8 @@ func (s *Service) ListPATs(ctx context.Context, userID uuid.UUID, after *TokenPo
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			pat, err := scanPAT(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, pat)
-		}
-		return rows.Err()
+		out, err = store.Collect(rows, scanPAT)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity: list tokens: %w", err)

@@ -113,15 +113,8 @@ func (s *Service) ListSessions(ctx context.Context, userID uuid.UUID, after *Ses
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			sess, err := scanSession(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, sess)
-		}
-		return rows.Err()
+		out, err = store.Collect(rows, scanSession)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity: list sessions: %w", err)

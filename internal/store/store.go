@@ -100,3 +100,18 @@ type SystemDB interface {
 	DB
 	System(ctx context.Context, reason string, fn func(Tx) error) error
 }
+
+// Collect reads every row with scan and closes rows. It returns the scanned
+// values, or the first error of a scan or of the iteration.
+func Collect[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

@@ -132,16 +132,12 @@ func (s *Service) ListMine(ctx context.Context, userID, after uuid.UUID, limit i
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
+		out, err = store.Collect(rows, func(row store.Row) (MyWorkspace, error) {
 			var role string
-			ws, err := scanWorkspace(rows, &role)
-			if err != nil {
-				return err
-			}
-			out = append(out, MyWorkspace{Workspace: ws, Role: policy.Role(role)})
-		}
-		return rows.Err()
+			ws, err := scanWorkspace(row, &role)
+			return MyWorkspace{Workspace: ws, Role: policy.Role(role)}, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tenancy: list workspaces: %w", err)

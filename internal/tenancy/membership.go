@@ -104,15 +104,13 @@ func (s *Service) ListMembers(ctx context.Context, res policy.Resource, after uu
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
+		out, err = store.Collect(rows, func(row store.Row) (Member, error) {
 			var m Member
-			if m.Membership, err = scanMembership(rows, &m.Email, &m.Name); err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return rows.Err()
+			var err error
+			m.Membership, err = scanMembership(row, &m.Email, &m.Name)
+			return m, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tenancy: list members: %w", err)

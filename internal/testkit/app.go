@@ -62,7 +62,7 @@ func KeyFor(workspaceID uuid.UUID) string { return "Bearer " + TestKeyPrefix + w
 type TestApp struct {
 	*app.App
 	Clock *Clock
-	logs  *syncBuffer
+	logs  *SyncBuffer
 }
 
 // AppOptions tune Boot.
@@ -95,7 +95,7 @@ func Boot(t testing.TB, dialect store.Dialect, opts AppOptions) *TestApp {
 		t.Fatal(err)
 	}
 	clock := NewClock()
-	logs := &syncBuffer{}
+	logs := &SyncBuffer{}
 	params := FastPasswordParams()
 	a, err := app.New(context.Background(), cfg, app.Options{LogOutput: logs, Clock: clock, Auth: TestAuth{},
 		Routes: opts.Routes, PasswordParams: &params})
@@ -126,21 +126,22 @@ func Boot(t testing.TB, dialect store.Dialect, opts AppOptions) *TestApp {
 // Logs returns everything the app has logged so far.
 func (a *TestApp) Logs() string { return a.logs.String() }
 
-type syncBuffer struct {
+// SyncBuffer is an io.Writer a program writes to while a test reads it.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*SyncBuffer)(nil)

@@ -82,21 +82,14 @@ func (b *Mailbox) List(ctx context.Context, limit int) ([]Stored, error) {
 		return nil, kernel.Invalid("limit", "limit must be at least 1")
 	}
 	limit = min(limit, MaxList)
-	out := make([]Stored, 0, limit)
+	var out []Stored
 	err := b.db.ReadTx(ctx, func(tx store.Tx) error {
 		rows, err := tx.Query(ctx, listSQL, limit)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			s, err := scan(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, s)
-		}
-		return rows.Err()
+		out, err = store.Collect(rows, scan)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("devmail: list: %w", err)

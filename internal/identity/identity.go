@@ -26,6 +26,7 @@ import (
 	"atrium/internal/identity/password"
 	"atrium/internal/kernel"
 	"atrium/internal/mail"
+	"atrium/internal/ratelimit"
 	"atrium/internal/store"
 )
 
@@ -94,6 +95,8 @@ type Config struct {
 	// expired, outside any transaction; kernel.SystemClock when nil. It must
 	// be the store's clock, so that tests move both together.
 	Clock kernel.Clock
+	// Limiter counts login and MFA attempts for brute-force protection.
+	Limiter ratelimit.Limiter
 }
 
 // Service holds the identity rules. It is safe for concurrent use.
@@ -107,6 +110,7 @@ type Service struct {
 	idle      time.Duration
 	lifetime  time.Duration
 	clock     kernel.Clock
+	limiter   ratelimit.Limiter
 }
 
 // NewService returns a Service built from cfg. It returns an error if a
@@ -137,7 +141,7 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		clock: cfg.Clock, db: cfg.DB, hasher: cfg.Hasher, mailer: cfg.Mailer, templates: cfg.Templates,
-		baseURL: base, logger: cfg.Logger, idle: cfg.IdleTimeout, lifetime: cfg.Lifetime,
+		baseURL: base, logger: cfg.Logger, idle: cfg.IdleTimeout, lifetime: cfg.Lifetime, limiter: cfg.Limiter,
 	}, nil
 }
 

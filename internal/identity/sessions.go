@@ -68,7 +68,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (kernel.Actor,
 	if now.Sub(sess.LastSeenAt) >= touchInterval {
 		s.touch(ctx, &sess)
 	}
-	actor := kernel.Actor{Kind: kernel.ActorUser, ID: sess.UserID, Via: kernel.ViaCookie, SessionID: sess.ID}
+	actor := kernel.Actor{Kind: kernel.ActorUser, ID: sess.UserID, Via: kernel.ViaCookie, SessionID: sess.ID,
+		AuthenticatedAt: sess.ReauthenticatedAt}
 	return actor, sess, nil
 }
 

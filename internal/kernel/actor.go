@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -44,6 +45,10 @@ type Actor struct {
 	// limited to one workspace: the tenant middleware answers 404 for any
 	// other. uuid.Nil means no such limit.
 	OnlyWorkspace uuid.UUID
+	// AuthenticatedAt is when the person last proved who they are in this
+	// session (login or re-authentication), for actions that need a recent
+	// proof; zero for every actor that did not come with a session.
+	AuthenticatedAt time.Time
 }
 
 // Scopes is a set of API-key scopes, as bits, so that Actor stays comparable.

@@ -16,21 +16,22 @@ type Code string
 
 // The closed set of codes. Adding one means adding it to codeStatus below.
 const (
-	CodeInvalid              Code = "invalid"                // the request is malformed or fails validation
-	CodeUnauthenticated      Code = "unauthenticated"        // no valid credentials
-	CodePaymentRequired      Code = "payment_required"       // the plan does not include this
-	CodeForbidden            Code = "forbidden"              // authenticated, but not allowed
-	CodeEmailUnverified      Code = "email_unverified"       // the action needs a verified email address
-	CodeWorkspaceInactive    Code = "workspace_inactive"     // the workspace is deleted or suspended: reads only
-	CodeNotFound             Code = "not_found"              // no such thing, or not yours to see
-	CodeMethodNotAllowed     Code = "method_not_allowed"     // the route exists for other methods
-	CodeConflict             Code = "conflict"               // clashes with the current state (duplicate, in flight)
-	CodeTooLarge             Code = "too_large"              // the body is over the limit
-	CodeUnsupportedMediaType Code = "unsupported_media_type" // the body is not JSON
-	CodeUnprocessable        Code = "unprocessable"          // well-formed but cannot be applied (idempotency key reuse)
-	CodeRateLimited          Code = "rate_limited"           // too many requests; see Retry-After
-	CodeInternal             Code = "internal"               // a fault of ours; details only in the log
-	CodeUnavailable          Code = "unavailable"            // a backend is down; try again
+	CodeInvalid              Code = "invalid"                   // the request is malformed or fails validation
+	CodeUnauthenticated      Code = "unauthenticated"           // no valid credentials
+	CodePaymentRequired      Code = "payment_required"          // the plan does not include this
+	CodeForbidden            Code = "forbidden"                 // authenticated, but not allowed
+	CodeEmailUnverified      Code = "email_unverified"          // the action needs a verified email address
+	CodeReauthRequired       Code = "reauthentication_required" // the action needs a recent proof of identity
+	CodeWorkspaceInactive    Code = "workspace_inactive"        // the workspace is deleted or suspended: reads only
+	CodeNotFound             Code = "not_found"                 // no such thing, or not yours to see
+	CodeMethodNotAllowed     Code = "method_not_allowed"        // the route exists for other methods
+	CodeConflict             Code = "conflict"                  // clashes with the current state (duplicate, in flight)
+	CodeTooLarge             Code = "too_large"                 // the body is over the limit
+	CodeUnsupportedMediaType Code = "unsupported_media_type"    // the body is not JSON
+	CodeUnprocessable        Code = "unprocessable"             // well-formed but cannot be applied (idempotency key reuse)
+	CodeRateLimited          Code = "rate_limited"              // too many requests; see Retry-After
+	CodeInternal             Code = "internal"                  // a fault of ours; details only in the log
+	CodeUnavailable          Code = "unavailable"               // a backend is down; try again
 )
 
 // codeStatus is the one table mapping codes to HTTP statuses.
@@ -40,6 +41,7 @@ var codeStatus = map[Code]int{
 	CodePaymentRequired:      http.StatusPaymentRequired,
 	CodeForbidden:            http.StatusForbidden,
 	CodeEmailUnverified:      http.StatusForbidden,
+	CodeReauthRequired:       http.StatusForbidden,
 	CodeWorkspaceInactive:    http.StatusForbidden,
 	CodeNotFound:             http.StatusNotFound,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,

@@ -39,29 +39,24 @@ func errSessionEnded() error {
 }
 
 // Authenticate returns the actor a session token stands for (a user, via a
-// cookie, carrying the session's ID) and the session. It costs one read; at
-// most once a minute per session it also writes, to push the idle expiry
-// forward. It returns an unauthenticated *kernel.Error if the token is
+// cookie, carrying the session's ID) and the session. It costs one store
+// round trip (store.DB.PlatformRow); at most once a minute per session it
+// also writes, to push the idle expiry forward. It returns an unauthenticated *kernel.Error if the token is
 // malformed or unknown, or its session is revoked, idle for longer than the
 // idle timeout or older than the lifetime; or the store's error.
 func (s *Service) Authenticate(ctx context.Context, token string) (kernel.Actor, Session, error) {
 	if !wellFormed(token) {
 		return kernel.Actor{}, Session{}, errSessionEnded()
 	}
-	var sess Session
-	var now time.Time
-	err := s.db.ReadTx(ctx, func(tx store.Tx) error {
-		now = tx.Now()
-		var err error
-		sess, err = scanSession(tx.QueryRow(ctx, selectSessionByHashSQL, hashToken(token)))
-		return err
-	})
+	// One round trip: a platform read needs no transaction of its own.
+	sess, err := scanSession(s.db.PlatformRow(ctx, selectSessionByHashSQL, hashToken(token)))
 	if kernel.IsCode(err, kernel.CodeNotFound) {
 		return kernel.Actor{}, Session{}, errSessionEnded()
 	}
 	if err != nil {
 		return kernel.Actor{}, Session{}, fmt.Errorf("identity: authenticate: %w", err)
 	}
+	now := s.clock.Now()
 	if !sess.ActiveAt(now) {
 		return kernel.Actor{}, Session{}, errSessionEnded()
 	}

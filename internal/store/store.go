@@ -88,6 +88,11 @@ type DB interface {
 	// row. It is the cheapest tenant-safe read: on PostgreSQL the transaction, the
 	// workspace setting, the statement and the commit travel in one round trip.
 	WorkspaceRow(ctx context.Context, workspaceID uuid.UUID, sql string, args ...any) Row
+	// PlatformRow runs one read statement bound to no workspace and returns its
+	// row: what ReadTx with a single QueryRow sees (platform tables; tenant
+	// tables show no rows on PostgreSQL), in one round trip. It is how a
+	// request is authenticated without a transaction's second round trip.
+	PlatformRow(ctx context.Context, sql string, args ...any) Row
 	// Ping checks the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error

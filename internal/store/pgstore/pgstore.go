@@ -131,28 +131,37 @@ func (db *DB) System(ctx context.Context, reason string, fn func(store.Tx) error
 // WorkspaceRow sends BEGIN READ ONLY, set_config, the statement and COMMIT as
 // one pipeline and scans the first row.
 func (db *DB) WorkspaceRow(ctx context.Context, workspaceID uuid.UUID, sql string, args ...any) store.Row {
-	return &oneShotRow{db: db, ctx: ctx, workspaceID: workspaceID, sql: sql, args: args}
+	if workspaceID == uuid.Nil {
+		return errRow{kernel.Internal(fmt.Errorf("pgstore: WorkspaceRow without a workspace"))}
+	}
+	return &oneShotRow{db: db, ctx: ctx, spec: txSpec{begin: "BEGIN READ ONLY", workspace: workspaceID}, sql: sql, args: args}
 }
 
+// PlatformRow is WorkspaceRow bound to no workspace: every row-level-security
+// setting is reset to the empty string in the same pipeline, so tenant tables
+// show no rows whatever the connection ran before.
+func (db *DB) PlatformRow(ctx context.Context, sql string, args ...any) store.Row {
+	return &oneShotRow{db: db, ctx: ctx, spec: txSpec{begin: "BEGIN READ ONLY"}, sql: sql, args: args}
+}
+
+// oneShotRow is a read that runs when it is scanned: BEGIN, set_config, the
+// statement and COMMIT go out as one batch, one round trip.
 type oneShotRow struct {
-	db          *DB
-	ctx         context.Context
-	workspaceID uuid.UUID
-	sql         string
-	args        []any
+	db   *DB
+	ctx  context.Context
+	spec txSpec
+	sql  string
+	args []any
 }
 
 func (r *oneShotRow) Scan(dest ...any) error {
-	if r.workspaceID == uuid.Nil {
-		return kernel.Internal(fmt.Errorf("pgstore: WorkspaceRow without a workspace"))
-	}
 	conn, err := r.db.pool.Acquire(r.ctx)
 	if err != nil {
 		return mapErr(err)
 	}
 	defer conn.Release()
 	b := &pgx.Batch{}
-	queueStart(b, txSpec{begin: "BEGIN READ ONLY", workspace: r.workspaceID})
+	queueStart(b, r.spec)
 	b.Queue(r.sql, pgArgs(r.args)...)
 	b.Queue("COMMIT")
 	br := conn.SendBatch(r.ctx, b)
@@ -166,6 +175,10 @@ func (r *oneShotRow) Scan(dest ...any) error {
 	}
 	return mapErr(scanErr)
 }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 func scanOneShot(br pgx.BatchResults, dest []any) error {
 	if _, err := br.Exec(); err != nil {

@@ -213,6 +213,16 @@ func (db *DB) WorkspaceRow(ctx context.Context, workspaceID uuid.UUID, query str
 	return row{db.reader.QueryRowContext(ctx, query, args...)}
 }
 
+// PlatformRow runs one statement on the read pool, like WorkspaceRow. SQLite
+// has no row-level security: a platform statement reads platform tables only
+// because it names no others.
+func (db *DB) PlatformRow(ctx context.Context, query string, args ...any) store.Row {
+	if stmt := db.readerStmts.get(ctx, query); stmt != nil {
+		return row{stmt.QueryRowContext(ctx, args...)}
+	}
+	return row{db.reader.QueryRowContext(ctx, query, args...)}
+}
+
 // tenantContext is what a transaction may write: one workspace's rows, none
 // (platform tables only), or everything (the system path).
 type tenantContext struct {

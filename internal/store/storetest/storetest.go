@@ -253,6 +253,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	runMembership(t, setup)
+	runPlatformRow(t, setup)
 
 	t.Run("SystemPathRefusesRequestContexts", func(t *testing.T) {
 		t.Parallel()

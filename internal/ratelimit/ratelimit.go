@@ -8,8 +8,11 @@
 // when ATRIUM_REDIS_URL is set. Both pass the conformance suite in
 // ratelimit/limittest.
 //
-// Keys carry what they count: "login:ip:203.0.113.9", "login:user:usr_…",
-// "ws:ws_…:api". A key is at most MaxKeyLength bytes.
+// Keys carry what they count: "login:ip:203.0.113.9", "login:acct:<sha256>",
+// "ws:ws_…:api". A key is at most MaxKeyLength bytes. Use one Limit per key:
+// the stored state is interpreted against the limit of each call.
+//
+// The algorithm is GCRA, a token bucket (see gcra.go).
 package ratelimit
 
 import (
@@ -17,10 +20,12 @@ import (
 	"time"
 )
 
-// MaxKeyLength bounds a key; longer keys are refused with an error.
+// MaxKeyLength bounds a key; longer keys are refused with ErrKeyTooLong.
 const MaxKeyLength = 200
 
-// Limit is at most Events events in any Window.
+// Limit admits Events events at once and then one more every Window/Events:
+// a bucket of Events that refills completely in Window. Over any period P a
+// key gets at most Events + P*Events/Window events.
 type Limit struct {
 	Events int
 	Window time.Duration
@@ -33,12 +38,13 @@ type Decision struct {
 	Allowed bool
 	// Limit is the limit the decision was taken against.
 	Limit Limit
-	// Remaining is how many more events the window admits now (0 when none).
+	// Remaining is how many more events the bucket admits now (0 when none).
 	Remaining int
 	// RetryAfter is how long until one more event would be admitted; zero
 	// when Allowed.
 	RetryAfter time.Duration
-	// ResetAt is when the window holds no counted events any more.
+	// ResetAt is when the bucket is empty again: no counted event matters
+	// any more.
 	ResetAt time.Time
 }
 
@@ -47,13 +53,15 @@ type Decision struct {
 // nodes counting the same key count together.
 type Limiter interface {
 	// Hit counts one event for key and reports whether it is within limit. An
-	// event over the limit is still counted (a client that keeps hammering
-	// stays limited). It returns the backend's error; callers decide whether
-	// to fail open or closed.
+	// event over the limit is still counted: it leaves the bucket full, so a
+	// client that keeps hammering stays limited. It returns ErrKeyTooLong or
+	// an error for a malformed limit (see Check), or the backend's error;
+	// callers decide whether to fail open or closed.
 	Hit(ctx context.Context, key string, limit Limit) (Decision, error)
 	// Peek reports whether one more event for key would be within limit,
 	// without counting it.
 	Peek(ctx context.Context, key string, limit Limit) (Decision, error)
-	// Reset forgets every event counted for key.
+	// Reset forgets every event counted for key. Resetting a key that has
+	// none is not an error.
 	Reset(ctx context.Context, key string) error
 }

@@ -1,6 +1,8 @@
 // Package mailtest is the conformance suite every mail.Mailer runs: what a
 // recipient reads is what was sent, and nothing invalid or cancelled is
-// delivered. A change to mail.Mailer starts by extending Run.
+// delivered. A change to mail.Mailer starts by extending Run. It also holds
+// what those tests read mail with: ParseMIME, and SMTPServer, a local SMTP
+// server for the backends that send over the network.
 package mailtest
 
 import (

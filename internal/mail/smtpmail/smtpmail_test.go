@@ -25,7 +25,7 @@ const (
 
 // mailerFor returns a Mailer for cfg whose connections reach srv whatever host
 // cfg names, so TLS and AUTH rules see the configured name.
-func mailerFor(t *testing.T, cfg Config, srv *testServer) *Mailer {
+func mailerFor(t *testing.T, cfg Config, srv *mailtest.SMTPServer) *Mailer {
 	t.Helper()
 	m, err := New(cfg)
 	if err != nil {
@@ -33,7 +33,7 @@ func mailerFor(t *testing.T, cfg Config, srv *testServer) *Mailer {
 	}
 	m.dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, network, srv.addr)
+		return d.DialContext(ctx, network, srv.Addr())
 	}
 	return m
 }
@@ -44,18 +44,18 @@ func hello() mail.Message {
 
 // inbox reads what srv accepted as a recipient would, checking each message's
 // envelope against its headers.
-func inbox(srv *testServer) mailtest.Inbox {
+func inbox(srv *mailtest.SMTPServer) mailtest.Inbox {
 	return func(t *testing.T) []mail.Message {
 		var out []mail.Message
-		for _, r := range srv.messages() {
-			m, _ := mailtest.ParseMIME(t, r.data)
+		for _, r := range srv.Messages() {
+			m, _ := mailtest.ParseMIME(t, r.Data)
 			var headerTo []string
 			for _, addr := range m.To {
 				a, _ := mail.ParseAddress(addr)
 				headerTo = append(headerTo, a.Address)
 			}
-			if !slices.Equal(r.to, headerTo) || r.from != "no-reply@example.com" {
-				t.Errorf("envelope %s -> %v, headers To %v", r.from, r.to, headerTo)
+			if !slices.Equal(r.To, headerTo) || r.From != "no-reply@example.com" {
+				t.Errorf("envelope %s -> %v, headers To %v", r.From, r.To, headerTo)
 			}
 			out = append(out, m)
 		}
@@ -65,21 +65,21 @@ func inbox(srv *testServer) mailtest.Inbox {
 
 func TestConformance(t *testing.T) {
 	mailtest.Run(t, func(t *testing.T) (mail.Mailer, mailtest.Inbox) {
-		srv := (&testServer{}).start(t)
+		srv := (&mailtest.SMTPServer{}).Start(t)
 		return mailerFor(t, Config{Host: "127.0.0.1", Port: 25, From: testFrom}, srv), inbox(srv)
 	})
 }
 
 func TestHeaders(t *testing.T) {
-	srv := (&testServer{}).start(t)
+	srv := (&mailtest.SMTPServer{}).Start(t)
 	if err := mailerFor(t, Config{Host: testHost, Port: 25, From: testFrom}, srv).Send(context.Background(), hello()); err != nil {
 		t.Fatal(err)
 	}
-	got := srv.messages()
+	got := srv.Messages()
 	if len(got) != 1 {
 		t.Fatalf("%d messages, want 1", len(got))
 	}
-	_, h := mailtest.ParseMIME(t, got[0].data)
+	_, h := mailtest.ParseMIME(t, got[0].Data)
 	if from := h.Get("From"); from != `"Atrium" <no-reply@example.com>` {
 		t.Errorf("From %q", from)
 	}
@@ -89,17 +89,17 @@ func TestHeaders(t *testing.T) {
 	if d, err := h.Date(); err != nil || time.Since(d) > time.Minute || time.Since(d) < -time.Minute {
 		t.Errorf("Date %v, %v; want about now", d, err)
 	}
-	if got[0].tls || got[0].authUser != "" {
-		t.Errorf("plain server without auth: tls %v, user %q", got[0].tls, got[0].authUser)
+	if got[0].TLS || got[0].AuthUser != "" {
+		t.Errorf("plain server without auth: tls %v, user %q", got[0].TLS, got[0].AuthUser)
 	}
 }
 
 func TestSTARTTLSThenAuth(t *testing.T) {
 	for _, mechanisms := range []string{"PLAIN LOGIN", "LOGIN", "CRAM-MD5 PLAIN"} {
 		t.Run(mechanisms, func(t *testing.T) {
-			serverTLS, clientTLS := selfSignedTLS(t, testHost)
+			serverTLS, clientTLS := mailtest.SelfSignedTLS(t, testHost)
 			password := "p@ss:w/rd?&=%" // every character URL syntax cares about
-			srv := (&testServer{tls: serverTLS, user: "mailer", pass: password, mechanisms: mechanisms}).start(t)
+			srv := (&mailtest.SMTPServer{TLS: serverTLS, User: "mailer", Pass: password, Mechanisms: mechanisms}).Start(t)
 			u := url.URL{Scheme: "smtp", User: url.UserPassword("mailer", password), Host: testHost,
 				RawQuery: "from=" + url.QueryEscape(testFrom)}
 			cfg, err := ParseURL(u.String())
@@ -110,11 +110,11 @@ func TestSTARTTLSThenAuth(t *testing.T) {
 			if err := mailerFor(t, cfg, srv).Send(context.Background(), hello()); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			got := srv.messages()
-			if len(got) != 1 || !got[0].tls || got[0].authUser != "mailer" {
+			got := srv.Messages()
+			if len(got) != 1 || !got[0].TLS || got[0].AuthUser != "mailer" {
 				t.Fatalf("received %+v, want one message over TLS from user mailer", got)
 			}
-			if _, plain := srv.authCounts(); plain != 0 {
+			if _, plain := srv.AuthCounts(); plain != 0 {
 				t.Errorf("%d AUTH attempts before TLS", plain)
 			}
 		})
@@ -122,8 +122,8 @@ func TestSTARTTLSThenAuth(t *testing.T) {
 }
 
 func TestImplicitTLS(t *testing.T) {
-	serverTLS, clientTLS := selfSignedTLS(t, testHost)
-	srv := (&testServer{tls: serverTLS, implicitTLS: true, user: "mailer", pass: "secret"}).start(t)
+	serverTLS, clientTLS := mailtest.SelfSignedTLS(t, testHost)
+	srv := (&mailtest.SMTPServer{TLS: serverTLS, ImplicitTLS: true, User: "mailer", Pass: "secret"}).Start(t)
 	cfg, err := ParseURL("smtps://mailer:secret@" + testHost + "?from=no-reply@example.com")
 	if err != nil {
 		t.Fatal(err)
@@ -135,13 +135,13 @@ func TestImplicitTLS(t *testing.T) {
 	if err := mailerFor(t, cfg, srv).Send(context.Background(), hello()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	if got := srv.messages(); len(got) != 1 || !got[0].tls || got[0].authUser != "mailer" {
+	if got := srv.Messages(); len(got) != 1 || !got[0].TLS || got[0].AuthUser != "mailer" {
 		t.Fatalf("received %+v, want one message over TLS from user mailer", got)
 	}
 }
 
 func TestCredentialsNeverTravelInPlainText(t *testing.T) {
-	srv := (&testServer{user: "mailer", pass: "hunter2-secret"}).start(t) // offers AUTH, no STARTTLS
+	srv := (&mailtest.SMTPServer{User: "mailer", Pass: "hunter2-secret"}).Start(t) // offers AUTH, no STARTTLS
 	err := mailerFor(t, Config{Host: testHost, Port: 587, From: testFrom, Username: "mailer", Password: "hunter2-secret"}, srv).
 		Send(context.Background(), hello())
 	if !kernel.IsCode(err, kernel.CodeInternal) || !strings.Contains(err.Error(), "plain text") {
@@ -150,25 +150,25 @@ func TestCredentialsNeverTravelInPlainText(t *testing.T) {
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("error shows the password: %v", err)
 	}
-	if tries, _ := srv.authCounts(); tries != 0 || len(srv.messages()) != 0 {
-		t.Fatalf("server saw %d AUTH attempts and %d messages, want none", tries, len(srv.messages()))
+	if tries, _ := srv.AuthCounts(); tries != 0 || len(srv.Messages()) != 0 {
+		t.Fatalf("server saw %d AUTH attempts and %d messages, want none", tries, len(srv.Messages()))
 	}
 }
 
 func TestPlainTextAuthToLoopback(t *testing.T) {
-	srv := (&testServer{user: "mailer", pass: "secret"}).start(t)
+	srv := (&mailtest.SMTPServer{User: "mailer", Pass: "secret"}).Start(t)
 	m := mailerFor(t, Config{Host: "127.0.0.1", Port: 587, From: testFrom, Username: "mailer", Password: "secret"}, srv)
 	if err := m.Send(context.Background(), hello()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	if got := srv.messages(); len(got) != 1 || got[0].authUser != "mailer" || got[0].tls {
+	if got := srv.Messages(); len(got) != 1 || got[0].AuthUser != "mailer" || got[0].TLS {
 		t.Fatalf("received %+v, want one plain-text message from user mailer", got)
 	}
 }
 
 func TestNoFallbackWhenSTARTTLSFails(t *testing.T) {
-	serverTLS, _ := selfSignedTLS(t, testHost)
-	srv := (&testServer{tls: serverTLS, user: "mailer", pass: "secret"}).start(t)
+	serverTLS, _ := mailtest.SelfSignedTLS(t, testHost)
+	srv := (&mailtest.SMTPServer{TLS: serverTLS, User: "mailer", Pass: "secret"}).Start(t)
 	// The client does not trust the server's certificate.
 	err := mailerFor(t, Config{Host: testHost, Port: 587, From: testFrom, Username: "mailer", Password: "secret"}, srv).
 		Send(context.Background(), hello())
@@ -176,32 +176,32 @@ func TestNoFallbackWhenSTARTTLSFails(t *testing.T) {
 	if !kernel.IsCode(err, kernel.CodeInternal) || !errors.As(err, &certErr) {
 		t.Fatalf("Send: %v, want internal with a certificate error", err)
 	}
-	if tries, _ := srv.authCounts(); tries != 0 || len(srv.messages()) != 0 {
-		t.Fatalf("server saw %d AUTH attempts and %d messages, want none", tries, len(srv.messages()))
+	if tries, _ := srv.AuthCounts(); tries != 0 || len(srv.Messages()) != 0 {
+		t.Fatalf("server saw %d AUTH attempts and %d messages, want none", tries, len(srv.Messages()))
 	}
 }
 
 func TestServerRefusals(t *testing.T) {
-	serverTLS, clientTLS := selfSignedTLS(t, testHost)
+	serverTLS, clientTLS := mailtest.SelfSignedTLS(t, testHost)
 	tests := []struct {
 		name  string
-		srv   *testServer
+		srv   *mailtest.SMTPServer
 		cfg   Config
 		code  kernel.Code
 		reply int // the SMTP code kept in the chain; 0 for none
 	}{
-		{"recipient refused", &testServer{rcptReply: "550 5.1.1 no such user"}, Config{}, kernel.CodeInternal, 550},
-		{"recipient deferred", &testServer{rcptReply: "451 4.3.0 try again later"}, Config{}, kernel.CodeUnavailable, 451},
-		{"wrong password", &testServer{tls: serverTLS, user: "mailer", pass: "right"},
+		{"recipient refused", &mailtest.SMTPServer{RcptReply: "550 5.1.1 no such user"}, Config{}, kernel.CodeInternal, 550},
+		{"recipient deferred", &mailtest.SMTPServer{RcptReply: "451 4.3.0 try again later"}, Config{}, kernel.CodeUnavailable, 451},
+		{"wrong password", &mailtest.SMTPServer{TLS: serverTLS, User: "mailer", Pass: "right"},
 			Config{Username: "mailer", Password: "wrong"}, kernel.CodeInternal, 535},
-		{"auth required, none configured", &testServer{tls: serverTLS, user: "mailer", pass: "x"}, Config{}, kernel.CodeInternal, 530},
-		{"no AUTH offered", &testServer{tls: serverTLS}, Config{Username: "mailer", Password: "x"}, kernel.CodeInternal, 0},
-		{"no supported mechanism", &testServer{tls: serverTLS, user: "mailer", pass: "x", mechanisms: "CRAM-MD5 XOAUTH2"},
+		{"auth required, none configured", &mailtest.SMTPServer{TLS: serverTLS, User: "mailer", Pass: "x"}, Config{}, kernel.CodeInternal, 530},
+		{"no AUTH offered", &mailtest.SMTPServer{TLS: serverTLS}, Config{Username: "mailer", Password: "x"}, kernel.CodeInternal, 0},
+		{"no supported mechanism", &mailtest.SMTPServer{TLS: serverTLS, User: "mailer", Pass: "x", Mechanisms: "CRAM-MD5 XOAUTH2"},
 			Config{Username: "mailer", Password: "x"}, kernel.CodeInternal, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := tt.srv.start(t)
+			srv := tt.srv.Start(t)
 			cfg := tt.cfg
 			cfg.Host, cfg.Port, cfg.From, cfg.TLSConfig = testHost, 587, testFrom, clientTLS
 			err := mailerFor(t, cfg, srv).Send(context.Background(), hello())
@@ -212,7 +212,7 @@ func TestServerRefusals(t *testing.T) {
 			if tt.reply != 0 && (!errors.As(err, &reply) || reply.Code != tt.reply) {
 				t.Errorf("Send: %v, want the server's %d in the chain", err, tt.reply)
 			}
-			if n := len(srv.messages()); n != 0 {
+			if n := len(srv.Messages()); n != 0 {
 				t.Errorf("server accepted %d messages", n)
 			}
 		})
@@ -241,7 +241,7 @@ func TestContextBoundsASilentServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := (&testServer{silent: true}).start(t)
+			srv := (&mailtest.SMTPServer{Silent: true}).Start(t)
 			m := mailerFor(t, Config{Host: testHost, Port: 25, From: testFrom, Timeout: tt.timeout}, srv)
 			ctx, cancel := tt.ctx()
 			defer cancel()
@@ -275,7 +275,7 @@ func TestUnreachableServer(t *testing.T) {
 }
 
 func TestInvalidMessageNeverConnects(t *testing.T) {
-	srv := (&testServer{}).start(t)
+	srv := (&mailtest.SMTPServer{}).Start(t)
 	m := mailerFor(t, Config{Host: testHost, Port: 25, From: testFrom}, srv)
 	dialed := false
 	m.dial = func(context.Context, string, string) (net.Conn, error) { dialed = true; return nil, errors.New("no") }

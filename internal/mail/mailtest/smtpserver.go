@@ -1,4 +1,4 @@
-package smtpmail
+package mailtest
 
 import (
 	"bufio"
@@ -18,39 +18,45 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"atrium/internal/mail"
 )
 
-// testServer is a small SMTP server on 127.0.0.1:0 that records what it is
+// SMTPServer is a small SMTP server on 127.0.0.1 that records what it is
 // sent. It speaks EHLO, HELO, STARTTLS, AUTH PLAIN and LOGIN, MAIL, RCPT, DATA,
-// RSET, NOOP and QUIT, as far as a submission client needs.
-type testServer struct {
-	// Set before start.
-	tls         *tls.Config // offered with STARTTLS, or spoken from the start with implicitTLS
-	implicitTLS bool
-	user, pass  string // when set, AUTH is offered and required before MAIL
-	mechanisms  string // AUTH mechanisms offered; "PLAIN LOGIN" when empty
-	silent      bool   // accept connections and never say a word
-	rcptReply   string // when set, the reply to RCPT ("550 5.1.1 no such user")
-	addr        string // after start
-	ln          net.Listener
-	wg          sync.WaitGroup
-	mu          sync.Mutex
-	conns       []net.Conn
-	received    []received
-	authTries   int
-	plainAuths  int // AUTH attempts over a connection without TLS
+// RSET, NOOP and QUIT, as far as a submission client needs. Set the exported
+// fields, then call Start. Every package that delivers mail (smtpmail, the mail
+// queue, the whole app) tests against it: a real local peer, not a fake.
+type SMTPServer struct {
+	TLS         *tls.Config // offered with STARTTLS, or spoken from the start with ImplicitTLS
+	ImplicitTLS bool
+	User, Pass  string // when set, AUTH is offered and required before MAIL
+	Mechanisms  string // AUTH mechanisms offered; "PLAIN LOGIN" when empty
+	Silent      bool   // accept connections and never say a word
+	RcptReply   string // when set, the reply to RCPT ("550 5.1.1 no such user")
+
+	addr       string // after Start
+	ln         net.Listener
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	down       bool // greet with 421 and hang up, as a server out of service does
+	conns      []net.Conn
+	received   []Received
+	authTries  int
+	plainAuths int // AUTH attempts over a connection without TLS
 }
 
-// received is one message the server accepted.
-type received struct {
-	from     string
-	to       []string
-	data     []byte // as sent, CRLF line ends, dot-stuffing undone
-	tls      bool
-	authUser string
+// Received is one message the server accepted.
+type Received struct {
+	From     string   // the envelope sender (MAIL FROM)
+	To       []string // the envelope recipients (RCPT TO)
+	Data     []byte   // as sent, CRLF line ends, dot-stuffing undone
+	TLS      bool
+	AuthUser string
 }
 
-func (s *testServer) start(t *testing.T) *testServer {
+// Start listens on a free port of 127.0.0.1 and serves until the test ends.
+func (s *SMTPServer) Start(t testing.TB) *SMTPServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,35 +87,68 @@ func (s *testServer) start(t *testing.T) *testServer {
 	return s
 }
 
-// messages returns what the server has accepted so far.
-func (s *testServer) messages() []received {
+// Addr is the host:port the server listens on.
+func (s *SMTPServer) Addr() string { return s.addr }
+
+// Port is the port the server listens on.
+func (s *SMTPServer) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// SetDown takes the server out of service (every new connection is greeted
+// with "421 service not available" and closed) or puts it back.
+func (s *SMTPServer) SetDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]received(nil), s.received...)
+	s.down = down
 }
 
-// authCounts returns the AUTH attempts so far, and how many of them came over
+// Messages returns what the server has accepted so far.
+func (s *SMTPServer) Messages() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Received(nil), s.received...)
+}
+
+// Inbox returns what the server has accepted so far as a recipient reads it
+// (see ParseMIME), failing t on a malformed message.
+func (s *SMTPServer) Inbox(t testing.TB) []mail.Message {
+	t.Helper()
+	var out []mail.Message
+	for _, r := range s.Messages() {
+		m, _ := ParseMIME(t, r.Data)
+		out = append(out, m)
+	}
+	return out
+}
+
+// AuthCounts returns the AUTH attempts so far, and how many of them came over
 // a connection without TLS.
-func (s *testServer) authCounts() (tries, plainText int) {
+func (s *SMTPServer) AuthCounts() (tries, plainText int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.authTries, s.plainAuths
 }
 
-func (s *testServer) serve(conn net.Conn) {
+func (s *SMTPServer) serve(conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if s.silent {
+	s.mu.Lock()
+	down := s.down
+	s.mu.Unlock()
+	if down {
+		_, _ = io.WriteString(conn, "421 4.3.2 service not available\r\n")
+		return
+	}
+	if s.Silent {
 		_, _ = io.Copy(io.Discard, conn) // until the client gives up
 		return
 	}
 	secure := false
-	if s.implicitTLS {
-		conn, secure = tls.Server(conn, s.tls), true
+	if s.ImplicitTLS {
+		conn, secure = tls.Server(conn, s.TLS), true
 	}
 	tp := textproto.NewConn(conn)
 	reply := func(format string, args ...any) { _ = tp.PrintfLine(format, args...) }
-	var msg received
+	var msg Received
 	authed := ""
 	reply("220 test.local ESMTP ready")
 	for {
@@ -121,10 +160,10 @@ func (s *testServer) serve(conn net.Conn) {
 		switch strings.ToUpper(verb) {
 		case "EHLO":
 			ext := []string{"test.local", "8BITMIME"}
-			if s.tls != nil && !secure {
+			if s.TLS != nil && !secure {
 				ext = append(ext, "STARTTLS")
 			}
-			if s.user != "" {
+			if s.User != "" {
 				ext = append(ext, "AUTH "+s.mechanismList())
 			}
 			for i, e := range ext {
@@ -137,16 +176,16 @@ func (s *testServer) serve(conn net.Conn) {
 		case "HELO", "NOOP":
 			reply("250 OK")
 		case "STARTTLS":
-			if s.tls == nil || secure {
+			if s.TLS == nil || secure {
 				reply("502 5.5.1 not available")
 				continue
 			}
 			reply("220 2.0.0 go ahead")
-			tc := tls.Server(conn, s.tls)
+			tc := tls.Server(conn, s.TLS)
 			if err := tc.Handshake(); err != nil {
 				return
 			}
-			conn, secure, authed, msg = tc, true, "", received{}
+			conn, secure, authed, msg = tc, true, "", Received{}
 			tp = textproto.NewConn(conn)
 		case "AUTH":
 			user, pass, ok := s.readAuth(tp, reply, arg)
@@ -156,29 +195,29 @@ func (s *testServer) serve(conn net.Conn) {
 				s.plainAuths++
 			}
 			s.mu.Unlock()
-			if ok && user == s.user && pass == s.pass {
+			if ok && user == s.User && pass == s.Pass {
 				authed = user
 				reply("235 2.7.0 authenticated")
 			} else {
 				reply("535 5.7.8 authentication failed")
 			}
 		case "MAIL":
-			if s.user != "" && authed == "" {
+			if s.User != "" && authed == "" {
 				reply("530 5.7.0 authentication required")
 				continue
 			}
-			msg = received{from: envelopeAddress(arg), tls: secure, authUser: authed}
+			msg = Received{From: envelopeAddress(arg), TLS: secure, AuthUser: authed}
 			reply("250 2.1.0 OK")
 		case "RCPT":
 			switch {
-			case s.rcptReply != "":
-				reply("%s", s.rcptReply)
+			case s.RcptReply != "":
+				reply("%s", s.RcptReply)
 			default:
-				msg.to = append(msg.to, envelopeAddress(arg))
+				msg.To = append(msg.To, envelopeAddress(arg))
 				reply("250 2.1.5 OK")
 			}
 		case "DATA":
-			if len(msg.to) == 0 {
+			if len(msg.To) == 0 {
 				reply("503 5.5.1 no recipients")
 				continue
 			}
@@ -187,14 +226,14 @@ func (s *testServer) serve(conn net.Conn) {
 			if err != nil {
 				return
 			}
-			msg.data = data
+			msg.Data = data
 			s.mu.Lock()
 			s.received = append(s.received, msg)
 			s.mu.Unlock()
-			msg = received{}
+			msg = Received{}
 			reply("250 2.0.0 queued")
 		case "RSET":
-			msg = received{}
+			msg = Received{}
 			reply("250 OK")
 		case "QUIT":
 			reply("221 2.0.0 bye")
@@ -205,15 +244,15 @@ func (s *testServer) serve(conn net.Conn) {
 	}
 }
 
-func (s *testServer) mechanismList() string {
-	if s.mechanisms == "" {
+func (s *SMTPServer) mechanismList() string {
+	if s.Mechanisms == "" {
 		return "PLAIN LOGIN"
 	}
-	return s.mechanisms
+	return s.Mechanisms
 }
 
 // readAuth reads the credentials of an AUTH command, PLAIN or LOGIN.
-func (s *testServer) readAuth(tp *textproto.Conn, reply func(string, ...any), arg string) (user, pass string, ok bool) {
+func (s *SMTPServer) readAuth(tp *textproto.Conn, reply func(string, ...any), arg string) (user, pass string, ok bool) {
 	mechanism, initial, _ := strings.Cut(arg, " ")
 	if !strings.Contains(" "+s.mechanismList()+" ", " "+strings.ToUpper(mechanism)+" ") {
 		return "", "", false
@@ -267,9 +306,9 @@ func readData(r *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// selfSignedTLS returns a server TLS config for host and 127.0.0.1, and a
-// client config that trusts it.
-func selfSignedTLS(t *testing.T, host string) (server, client *tls.Config) {
+// SelfSignedTLS returns a server TLS config for host and 127.0.0.1, for
+// SMTPServer.TLS, and a client config that trusts it.
+func SelfSignedTLS(t testing.TB, host string) (server, client *tls.Config) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -13,10 +13,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"atrium/internal/account"
 	"atrium/internal/config"
 	"atrium/internal/httpapi"
 	"atrium/internal/httpapi/cursor"
@@ -26,6 +28,8 @@ import (
 	"atrium/internal/kernel"
 	"atrium/internal/mail"
 	"atrium/internal/mail/devmail"
+	"atrium/internal/mail/mailqueue"
+	"atrium/internal/ratelimit"
 	"atrium/internal/store"
 	"atrium/internal/tenancy"
 )
@@ -46,6 +50,9 @@ type Options struct {
 	PasswordParams *password.Params
 	// Routes registers extra API operations.
 	Routes []func(api huma.API)
+	// LoginLimits replaces identity.DefaultLoginLimits(); tests, whose
+	// requests all come from one address, raise the per-address limit.
+	LoginLimits *identity.LoginLimits
 }
 
 // App is a running Atrium: its store, services and HTTP server.
@@ -59,6 +66,8 @@ type App struct {
 	server   *http.Server
 	listener net.Listener
 	closers  []func(context.Context) error
+	// mailWorker delivers queued mail while Run runs; nil with the dev mailbox.
+	mailWorker *mailqueue.Worker
 }
 
 // Services are the domain services, for tests and for a fork's own handlers.
@@ -66,8 +75,10 @@ type Services struct {
 	Workspaces  *tenancy.Service
 	Idempotency *idempotency.Store
 	Identity    *identity.Service
-	// Mailbox is the dev mailbox every email goes to (SMTP arrives with the
-	// rest of issue 3).
+	// Account serves a person's own account across identity and tenancy.
+	Account *account.Service
+	// Mailbox is the dev mailbox every email goes to, or nil when
+	// ATRIUM_SMTP_URL sends mail through SMTP.
 	Mailbox *devmail.Mailbox
 }
 
@@ -112,29 +123,42 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	}
 	a.closers = append(a.closers, shutdownTracing)
 
+	mailer, err := newMailer(cfg, db, logger)
+	if err != nil {
+		return nil, err
+	}
+	a.mailWorker = mailer.worker
 	a.Services = Services{
 		Idempotency: idempotency.New(db, idempotency.Options{}),
-		Mailbox:     devmail.New(db),
+		Mailbox:     mailer.mailbox,
 	}
-	if a.Services.Identity, err = newIdentity(cfg, opts, clock, db, a.Services.Mailbox, logger); err != nil {
+	limiter, limiterReady, closeLimiter, err := newLimiter(ctx, cfg, db, clock)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, closeLimiter)
+	if a.Services.Identity, err = newIdentity(cfg, opts, clock, db, mailer.mailer, logger, deriveKey(secret, "atrium/mfa/v1"), limiter); err != nil {
 		return nil, err
 	}
 	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity)
+	a.Services.Account = account.New(a.Services.Identity, a.Services.Workspaces, clock)
 	a.handler = httpapi.NewHandler(httpapi.Deps{
 		Logger:       logger,
 		Tracer:       tracer,
 		Version:      Version,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		CORSOrigins:  cfg.CORSOrigins,
-		Ready:        []httpapi.Check{{Name: "store", Ping: db.Ping}},
+		Ready:        append([]httpapi.Check{{Name: "store", Ping: db.Ping}}, limiterReady...),
 		Auth:         authenticator(a.Services.Identity, opts.Auth),
 		Access:       access(a.Services.Workspaces),
 		Idempotency:  a.Services.Idempotency,
 		Workspaces:   a.Services.Workspaces,
 		Identity:     a.Services.Identity,
+		Account:      a.Services.Account,
 		DB:           db,
 		Cursors:      cursors,
 		Routes:       opts.Routes,
+		DevMailbox:   devMailbox(cfg, a.Services.Mailbox),
 	})
 
 	if err := a.listen(ctx); err != nil {
@@ -174,9 +198,13 @@ func (a *App) URL() string { return "http://" + a.Addr() }
 func (a *App) Handler() http.Handler { return a.handler }
 
 // Run serves until ctx is cancelled, then stops taking connections and gives
-// in-flight requests up to ShutdownTimeout to finish. It returns nil after a
-// clean shutdown.
+// in-flight requests up to ShutdownTimeout to finish. The background workers
+// (mail delivery) run as long as Run does: it returns only after they have
+// stopped, so Close never pulls the store from under them. It returns nil
+// after a clean shutdown.
 func (a *App) Run(ctx context.Context) error {
+	stopWorkers := a.startWorkers(ctx)
+	defer stopWorkers()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	a.Logger.Info("atrium serving", "addr", a.Addr(), "base_url", a.Config.BaseURL,
@@ -198,6 +226,26 @@ func (a *App) Run(ctx context.Context) error {
 	return nil
 }
 
+// startWorkers runs the background workers until ctx ends. The function it
+// returns stops them and waits until they have.
+func (a *App) startWorkers(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if a.mailWorker != nil {
+		wg.Go(func() { a.mailWorker.Run(ctx) })
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// devMailbox is the mailbox the /dev/mailbox routes read: none in production,
+// where they do not exist, nor when mail goes through SMTP.
+func devMailbox(cfg config.Config, box *devmail.Mailbox) *devmail.Mailbox {
+	if cfg.Production() {
+		return nil
+	}
+	return box
+}
+
 // Close releases the store and everything else New opened. It is safe to call
 // after Run and more than once.
 func (a *App) Close() error {
@@ -214,9 +262,10 @@ func (a *App) Close() error {
 	return errors.Join(errs...)
 }
 
-// newIdentity builds the identity service. Mail goes to the dev mailbox; in
-// production that is said loudly, since no email leaves the server.
-func newIdentity(cfg config.Config, opts Options, clock kernel.Clock, db store.DB, mailer mail.Mailer, logger *slog.Logger) (*identity.Service, error) {
+// newIdentity builds the identity service, sending through mailer. mfaKey
+// seals TOTP secrets at rest; limiter counts login attempts.
+func newIdentity(cfg config.Config, opts Options, clock kernel.Clock, db store.DB, mailer mail.Mailer, logger *slog.Logger,
+	mfaKey []byte, limiter ratelimit.Limiter) (*identity.Service, error) {
 	params := password.DefaultParams()
 	if opts.PasswordParams != nil {
 		params = *opts.PasswordParams
@@ -228,13 +277,15 @@ func newIdentity(cfg config.Config, opts Options, clock kernel.Clock, db store.D
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Production() {
-		logger.Warn("email goes to the dev mailbox: no message leaves this server until SMTP is configured")
+	loginLimits := identity.DefaultLoginLimits()
+	if opts.LoginLimits != nil {
+		loginLimits = *opts.LoginLimits
 	}
 	return identity.NewService(identity.Config{
 		DB: db, Hasher: password.New(params, 0), Mailer: mailer, Templates: templates,
 		BaseURL: cfg.BaseURL, Logger: logger,
-		IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime, Clock: clock,
+		IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime, Clock: clock, MFAKey: mfaKey,
+		Limiter: limiter, LoginLimits: loginLimits,
 	})
 }
 

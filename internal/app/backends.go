@@ -16,7 +16,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"atrium/internal/config"
+	"atrium/internal/httpapi"
 	"atrium/internal/kernel"
+	"atrium/internal/mail"
+	"atrium/internal/mail/devmail"
+	"atrium/internal/mail/mailqueue"
+	"atrium/internal/mail/smtpmail"
+	"atrium/internal/ratelimit"
+	"atrium/internal/ratelimit/redislimit"
+	"atrium/internal/ratelimit/storelimit"
 	"atrium/internal/store"
 	"atrium/internal/store/pgstore"
 	"atrium/internal/store/sqlitestore"
@@ -82,6 +90,23 @@ func preparePostgres(ctx context.Context, cfg config.Config, db *pgstore.DB, log
 	return nil
 }
 
+// newLimiter is the one place the rate-limit backend is chosen: Redis when
+// ATRIUM_REDIS_URL is set, else the database. It returns the limiter, the
+// readiness check it adds (Redis answers) and what closes it. It returns an
+// error naming ATRIUM_REDIS_URL, never its password, if Redis does not answer.
+func newLimiter(ctx context.Context, cfg config.Config, db store.DB, clock kernel.Clock) (ratelimit.Limiter, []httpapi.Check, func(context.Context) error, error) {
+	if cfg.RedisURL == "" {
+		return storelimit.New(db), nil, func(context.Context) error { return nil }, nil
+	}
+	client, err := redislimit.Open(ctx, cfg.RedisURL)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("connect to Redis (ATRIUM_REDIS_URL): %w", err)
+	}
+	ping := func(ctx context.Context) error { return client.Ping(ctx).Err() }
+	return redislimit.New(client, clock), []httpapi.Check{{Name: "redis", Ping: ping}},
+		func(context.Context) error { return client.Close() }, nil
+}
+
 func logMigrations(logger *slog.Logger, applied []store.Migration) {
 	for _, m := range applied {
 		logger.Info("applied migration", "version", m.Version, "name", m.Name)
@@ -103,4 +128,34 @@ func newTracer(ctx context.Context, cfg config.Config) (trace.Tracer, func(conte
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	return tp.Tracer("atrium"), tp.Shutdown, nil
+}
+
+// mailBackend is what newMailer chose: the Mailer services send through, the
+// dev mailbox when that is it, and the worker delivering queued mail when not.
+type mailBackend struct {
+	mailer  mail.Mailer
+	mailbox *devmail.Mailbox
+	worker  *mailqueue.Worker
+}
+
+// newMailer is the one place the mail backend is chosen. With ATRIUM_SMTP_URL
+// set, services queue their mail (mailqueue) and a worker delivers it through
+// SMTP, so no request waits on the mail server. Without it, mail goes to the dev
+// mailbox; in production that is said loudly, since no email leaves the server.
+// It returns an invalid error if the SMTP configuration is unusable.
+func newMailer(cfg config.Config, db store.DB, logger *slog.Logger) (mailBackend, error) {
+	if !cfg.SMTPConfigured() {
+		if cfg.Production() {
+			logger.Warn("email goes to the dev mailbox: no message leaves this server until SMTP is configured")
+		}
+		box := devmail.New(db)
+		return mailBackend{mailer: box, mailbox: box}, nil
+	}
+	smtp, err := smtpmail.New(cfg.SMTP)
+	if err != nil {
+		return mailBackend{}, fmt.Errorf("ATRIUM_SMTP_URL: %w", err)
+	}
+	logger.Info("email goes through SMTP", "smtp", cfg.SMTP.String())
+	queue := mailqueue.New(db)
+	return mailBackend{mailer: queue, worker: mailqueue.NewWorker(queue, smtp, mailqueue.Options{Logger: logger})}, nil
 }

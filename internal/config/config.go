@@ -18,6 +18,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"atrium/internal/kernel"
+	"atrium/internal/mail/smtpmail"
 )
 
 // Environments.
@@ -43,6 +46,11 @@ type Config struct {
 	OTLPEndpoint       string        // ATRIUM_OTLP_ENDPOINT: OTLP/HTTP traces endpoint; empty = no exporter
 	SessionIdleTimeout time.Duration // ATRIUM_SESSION_IDLE_TIMEOUT: a session unused this long ends
 	SessionLifetime    time.Duration // ATRIUM_SESSION_LIFETIME: a session ends this long after login
+	RedisURL           string        // ATRIUM_REDIS_URL: redis:// or rediss://; empty = rate limits in the store
+
+	// SMTP is ATRIUM_SMTP_URL parsed; a zero Host means no SMTP: mail goes to
+	// the dev mailbox. Its String hides the password.
+	SMTP smtpmail.Config // ATRIUM_SMTP_URL: smtp(s)://user:pass@host:port?from=…
 }
 
 // Production reports whether this is a production deployment.
@@ -183,7 +191,33 @@ var settings = []setting{
 		c.SessionLifetime = d
 		return nil
 	}},
+	{"ATRIUM_REDIS_URL", "redis-url", "", "Redis URL (redis://… or rediss://…) for rate-limit counters; empty keeps them in the database", func(c *Config, v string) error {
+		if v != "" {
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+				return errors.New("want a URL such as redis://:password@host:6379/0 or rediss://…")
+			}
+		}
+		c.RedisURL = v
+		return nil
+	}},
+	{"ATRIUM_SMTP_URL", "smtp-url", "", "SMTP server for outgoing mail, such as smtp://user:pass@host:587?from=no-reply@example.com; empty = the dev mailbox", func(c *Config, v string) error {
+		c.SMTP = smtpmail.Config{}
+		if v == "" {
+			return nil
+		}
+		smtp, err := smtpmail.ParseURL(v)
+		if err != nil {
+			return errors.New(kernel.As(err).Message) // never the URL: it may hold the password
+		}
+		c.SMTP = smtp
+		return nil
+	}},
 }
+
+// SMTPConfigured reports whether mail leaves through SMTP rather than going
+// to the dev mailbox.
+func (c Config) SMTPConfigured() bool { return c.SMTP.Host != "" }
 
 // Load reads the environment through getenv, then the flags in args, and
 // validates the result. It returns every problem at once, each naming its

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -49,6 +50,8 @@ func TestInvalidValuesNameTheirVariable(t *testing.T) {
 		"ATRIUM_AUTO_MIGRATE":         {"ATRIUM_AUTO_MIGRATE": "perhaps"},
 		"ATRIUM_SESSION_IDLE_TIMEOUT": {"ATRIUM_SESSION_IDLE_TIMEOUT": "30s"},
 		"ATRIUM_SESSION_LIFETIME":     {"ATRIUM_SESSION_LIFETIME": "forever"},
+		"ATRIUM_SMTP_URL":             {"ATRIUM_SMTP_URL": "http://mailer:s3cret@mail.example.com?from=a@example.com"},
+		"ATRIUM_REDIS_URL":            {"ATRIUM_REDIS_URL": "http://:s3cret@x"},
 		"ATRIUM_SESSION_IDLE_TIMEOUT (--session-idle-timeout): must not be longer": {
 			"ATRIUM_SESSION_IDLE_TIMEOUT": "48h", "ATRIUM_SESSION_LIFETIME": "24h"},
 	}
@@ -56,6 +59,9 @@ func TestInvalidValuesNameTheirVariable(t *testing.T) {
 		_, err := Load(nil, env(e))
 		if err == nil || !strings.Contains(err.Error(), variable) {
 			t.Errorf("%s: error %v does not name the variable", variable, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: error %v shows a password", variable, err)
 		}
 	}
 }
@@ -85,5 +91,26 @@ func TestEnsureSecretGeneratesOnceAndKeepsIt(t *testing.T) {
 	info, err := os.Stat(filepath.Join(dir, "secret.key"))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file: %v %v", info, err)
+	}
+}
+
+func TestSMTPURL(t *testing.T) {
+	c, err := Load(nil, env(nil))
+	if err != nil || c.SMTPConfigured() {
+		t.Fatalf("default: SMTP configured %v, err %v; want the dev mailbox", c.SMTPConfigured(), err)
+	}
+	c, err = Load(nil, env(map[string]string{"ATRIUM_SMTP_URL": "smtps://mailer:s3cret@mail.example.com?from=no-reply@example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.SMTPConfigured() || c.SMTP.Host != "mail.example.com" || c.SMTP.Port != 465 || c.SMTP.Password != "s3cret" {
+		t.Fatalf("SMTP %+v", c.SMTP)
+	}
+	if s := fmt.Sprintf("%v %+v", c, c); strings.Contains(s, "s3cret") {
+		t.Fatalf("printing the config shows the SMTP password: %s", s)
+	}
+	_, err = Load(nil, env(map[string]string{"ATRIUM_SMTP_URL": "smtp://mailer:s3cret@mail.example.com"}))
+	if err == nil || !strings.Contains(err.Error(), "ATRIUM_SMTP_URL (--smtp-url): smtp: no sender") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("a URL without from: %v, want the variable named, the problem said, no password", err)
 	}
 }

@@ -95,6 +95,7 @@ func registerAPIKeys(api huma.API, svc *identity.Service, cursors *cursor.Signer
 		if err != nil {
 			return nil, err
 		}
+		showOnce(ctx)
 		return &createdAPIKeyOutput{Body: CreatedAPIKeyBody{APIKeyBody: apiKeyBody(key), Secret: secret}}, nil
 	})
 	huma.Register(api, huma.Operation{

@@ -56,11 +56,13 @@ type loginInput struct {
 	}
 }
 
-// LoginBody answers a login: the user, and whether a second factor is needed
-// (always false until MFA arrives; then the body carries a challenge instead).
+// LoginBody answers a login: the user, with the session cookie set, or, for
+// an account with MFA, only mfa_required and a challenge to answer at
+// POST /api/v1/auth/login/mfa, with no cookie and no user fields.
 type LoginBody struct {
-	MFARequired bool `json:"mfa_required"`
-	UserBody
+	MFARequired bool   `json:"mfa_required"`
+	Challenge   string `json:"challenge,omitempty" doc:"Only when mfa_required: send it with a code to /api/v1/auth/login/mfa within 5 minutes"`
+	*UserBody
 }
 
 type loginOutput struct {
@@ -106,15 +108,16 @@ func registerAuth(api huma.API, svc *identity.Service) {
 		Summary: "Log in",
 		Description: "Checks the password and starts a session, set as the `" + SessionCookieName + "` cookie " +
 			"(HttpOnly, Secure, SameSite=Lax). An unknown email and a wrong password get the same 401. " +
-			"Logging in again from a browser that has a session ends that session.",
+			"Logging in again from a browser that has a session ends that session. For an account with MFA no " +
+			"session starts yet: the answer is `{\"mfa_required\": true, \"challenge\": \"…\"}` with no cookie; " +
+			"send the challenge and a code to `POST /api/v1/auth/login/mfa`.",
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized},
 	}, func(ctx context.Context, in *loginInput) (*loginOutput, error) {
 		res, err := svc.Login(ctx, in.Body.Email, in.Body.Password, kernel.ClientFrom(ctx))
 		if err != nil {
 			return nil, err
 		}
-		maxAge := res.Session.ExpiresAt.Sub(res.Session.CreatedAt)
-		return &loginOutput{SetCookie: sessionCookie(res.Token, maxAge), Body: LoginBody{UserBody: userBody(res.User)}}, nil
+		return loginAnswer(ctx, res), nil
 	})
 	huma.Register(api, huma.Operation{
 		OperationID: "logout", Method: http.MethodPost, Path: authPrefix + "logout", Tags: tags,
@@ -240,15 +243,15 @@ func registerMagicLink(api huma.API, svc *identity.Service, tags []string) {
 		Summary: "Log in with a login link",
 		Description: "Uses up the token and starts a session exactly as a password login does. The link proves the " +
 			"address, so an unverified one becomes verified; an account whose address nobody had proved loses the " +
-			"password chosen at sign-up and its other sessions. A bad, used or expired token answers 400 on `token`.",
+			"password chosen at sign-up, any MFA and its other sessions. An account with MFA gets an MFA challenge " +
+			"instead of a session, as at `POST /api/v1/auth/login`. A bad, used or expired token answers 400 on `token`.",
 		Errors: []int{http.StatusBadRequest},
 	}, func(ctx context.Context, in *verifyInput) (*loginOutput, error) {
 		res, err := svc.LoginWithMagicLink(ctx, in.Body.Token, kernel.ClientFrom(ctx))
 		if err != nil {
 			return nil, err
 		}
-		maxAge := res.Session.ExpiresAt.Sub(res.Session.CreatedAt)
-		return &loginOutput{SetCookie: sessionCookie(res.Token, maxAge), Body: LoginBody{UserBody: userBody(res.User)}}, nil
+		return loginAnswer(ctx, res), nil
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -73,13 +74,7 @@ func idempotent(s IdempotencyStore) func(http.Handler) http.Handler {
 				// Too large to keep: release the key rather than replay half a body.
 				return
 			}
-			status := rec.status
-			if status == 0 {
-				status = http.StatusOK
-			}
-			err = s.Complete(context.WithoutCancel(ctx), claim, idempotency.Response{
-				Status: status, ContentType: rec.Header().Get("Content-Type"), Body: rec.buf.Bytes(),
-			})
+			err = s.Complete(context.WithoutCancel(ctx), claim, storable(ctx, rec))
 			if err != nil {
 				kernel.Logger(ctx).ErrorContext(ctx, "store idempotent response", "error", err.Error())
 				return
@@ -87,6 +82,24 @@ func idempotent(s IdempotencyStore) func(http.Handler) http.Handler {
 			completed = true
 		})
 	}
+}
+
+// storable is the response kept for replays of rec's request. A response that
+// carries a secret shown once (showOnce) or sets a cookie (a new session
+// token) is never kept: its replay is a 409 saying the first request
+// succeeded and its answer cannot be shown again. The key stays used, so a
+// retry never creates a second key or session either.
+func storable(ctx context.Context, rec *recordingWriter) idempotency.Response {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if status < 300 && (stateFrom(ctx).shownOnce || len(rec.Header().Values("Set-Cookie")) > 0) {
+		body, _ := json.Marshal(envelope(ctx, &kernel.Error{Code: kernel.CodeConflict,
+			Message: "the request with this Idempotency-Key succeeded; its answer held a secret shown only once and is not kept"}))
+		return idempotency.Response{Status: http.StatusConflict, ContentType: "application/json", Body: body}
+	}
+	return idempotency.Response{Status: status, ContentType: rec.Header().Get("Content-Type"), Body: rec.buf.Bytes()}
 }
 
 func idempotencyScope(ctx context.Context, actor kernel.Actor) string {

@@ -72,6 +72,23 @@ var roleTable = map[string]roleRoute{
 	"POST /api/v1/workspaces/{workspace_id}/api-keys": {body: `{"name": "deploys", "scopes": ["read"]}`,
 		allowed: insiders(201, asOwner, asAdmin)},
 	"DELETE /api/v1/workspaces/{workspace_id}/api-keys/{key_id}": {allowed: insiders(204, asOwner, asAdmin)},
+	"GET /api/v1/workspaces/{workspace_id}/invites":              {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/invites": {body: `{"email": "newcomer@example.com", "role": "member"}`,
+		allowed: insiders(201, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/invites/{invite_id}/resend": {allowed: insiders(200, asOwner, asAdmin)},
+	"DELETE /api/v1/workspaces/{workspace_id}/invites/{invite_id}":      {allowed: insiders(204, asOwner, asAdmin)},
+	"GET /api/v1/workspaces/{workspace_id}/teams":                       {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/teams": {body: `{"name": "New team"}`,
+		allowed: insiders(201, asOwner, asAdmin)},
+	"GET /api/v1/workspaces/{workspace_id}/teams/{team_id}": {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
+	"PATCH /api/v1/workspaces/{workspace_id}/teams/{team_id}": {body: `{"name": "Renamed"}`,
+		allowed: insiders(200, asOwner, asAdmin)},
+	"DELETE /api/v1/workspaces/{workspace_id}/teams/{team_id}": {allowed: insiders(204, asOwner, asAdmin)},
+	"GET /api/v1/workspaces/{workspace_id}/teams/{team_id}/members": {
+		allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/teams/{team_id}/members": {body: `{"user_id": "{viewer}"}`,
+		allowed: insiders(201, asOwner, asAdmin)},
+	"DELETE /api/v1/workspaces/{workspace_id}/teams/{team_id}/members/{user_id}": {allowed: insiders(204, asOwner, asAdmin)},
 }
 
 // roleWorld is the cast: people signed up through the API, and another
@@ -85,17 +102,20 @@ type roleWorld struct {
 }
 
 // roleWorkspace is a fresh workspace of the table with its keys: one to call
-// with, one revoked, and one for the revoke route to act on.
+// with, one revoked, and one for the revoke route to act on; a pending
+// invitation; and a team holding the target member.
 type roleWorkspace struct {
 	id                   uuid.UUID
 	key, revoked, target string
+	invite, team         string
 }
 
 // newKey creates a read-and-write key in workspaceID as its owner and
 // returns its API ID and secret.
 func (w *roleWorld) newKey(t *testing.T, owner, workspaceID uuid.UUID) (string, string) {
 	t.Helper()
-	ctx := kernel.WithActor(context.Background(), kernel.Actor{Kind: kernel.ActorUser, ID: owner, Via: kernel.ViaCookie})
+	ctx := kernel.WithActor(context.Background(), kernel.Actor{Kind: kernel.ActorUser, ID: owner, Via: kernel.ViaCookie,
+		AuthenticatedAt: w.f.app.Clock.Now()})
 	key, secret, err := w.f.app.Services.Identity.CreateAPIKey(ctx, policy.Resource{Workspace: workspaceID, Role: policy.Owner},
 		identity.NewAPIKey{Name: "role table", Scopes: []string{"read", "write"}})
 	if err != nil {
@@ -140,13 +160,15 @@ func (w *roleWorld) workspace(t *testing.T, deleted bool) roleWorkspace {
 	_, out.key = w.newKey(t, w.owner.ID, ws.ID)
 	out.target, _ = w.newKey(t, w.owner.ID, ws.ID)
 	revokedID, revoked := w.newKey(t, w.owner.ID, ws.ID)
-	ownerCtx := kernel.WithActor(ctx, kernel.Actor{Kind: kernel.ActorUser, ID: w.owner.ID})
+	ownerCtx := kernel.WithActor(ctx, kernel.Actor{Kind: kernel.ActorUser, ID: w.owner.ID, Via: kernel.ViaCookie,
+		AuthenticatedAt: w.f.app.Clock.Now()}) // deleting a workspace needs a recent authentication
 	owner := policy.Resource{Workspace: ws.ID, Role: policy.Owner}
 	keyID, _ := kernel.ParseID(kernel.PrefixAPIKey, revokedID)
 	if err := w.f.app.Services.Identity.RevokeAPIKey(ownerCtx, owner, keyID); err != nil {
 		t.Fatal(err)
 	}
 	out.revoked = revoked
+	out.invite, out.team = w.inviteAndTeam(t, ownerCtx, owner)
 	if deleted {
 		if _, err := svc.Delete(ownerCtx, owner); err != nil {
 			t.Fatal(err)
@@ -227,9 +249,9 @@ func (w *roleWorld) check(t *testing.T, route string, row roleRoute, caller stri
 	method, pattern, _ := strings.Cut(route, " ")
 	path := func(ws uuid.UUID) string {
 		return strings.NewReplacer("{workspace_id}", kernel.FormatID(kernel.PrefixWorkspace, ws),
-			"{user_id}", w.target.UserID(), "{key_id}", rw.target).Replace(pattern)
+			"{user_id}", w.target.UserID(), "{key_id}", rw.target, "{invite_id}", rw.invite, "{team_id}", rw.team).Replace(pattern)
 	}
-	body := strings.ReplaceAll(row.body, "{target}", w.target.UserID())
+	body := strings.NewReplacer("{target}", w.target.UserID(), "{viewer}", w.viewer.UserID()).Replace(row.body)
 	r := call(t, w.f.url, method, path(rw.id), w.headers(caller, rw), body)
 	switch caller {
 	case asAnonymous, asRevoked:
@@ -250,4 +272,23 @@ func (w *roleWorld) check(t *testing.T, route string, row roleRoute, caller stri
 			t.Fatalf("status %d, want %d: %s", r.status, want, r.raw)
 		}
 	}
+}
+
+// inviteAndTeam creates, as the owner, a pending invitation and a team
+// holding the target member, and returns their API IDs.
+func (w *roleWorld) inviteAndTeam(t *testing.T, ownerCtx context.Context, owner policy.Resource) (string, string) {
+	t.Helper()
+	svc := w.f.app.Services.Workspaces
+	inv, err := svc.CreateInvite(ownerCtx, owner, "invited@example.com", policy.Member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	team, err := svc.CreateTeam(ownerCtx, owner, "Team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AddTeamMember(ownerCtx, owner, team.ID, w.target.ID); err != nil {
+		t.Fatal(err)
+	}
+	return kernel.FormatID(kernel.PrefixInvite, inv.ID), kernel.FormatID(kernel.PrefixTeam, team.ID)
 }

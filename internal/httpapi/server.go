@@ -14,9 +14,11 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"go.opentelemetry.io/otel/trace"
 
+	"atrium/internal/account"
 	"atrium/internal/httpapi/cursor"
 	"atrium/internal/identity"
 	"atrium/internal/kernel"
+	"atrium/internal/mail/devmail"
 	"atrium/internal/store"
 	"atrium/internal/tenancy"
 )
@@ -45,12 +47,19 @@ type Deps struct {
 	Workspaces   *tenancy.Service
 	// Identity serves sign-up, login, sessions and /me; nil leaves those routes out.
 	Identity *identity.Service
-	// DB serves the read-only views that need no service of their own (the audit log).
+	// Account serves the rest of /me (profile, password, export, deletion)
+	// and email-change confirmation; nil leaves those routes out.
+	Account *account.Service
+	// DB serves the read-only views that need no service of their own: the
+	// audit log, whose actors Identity names (both are needed for it).
 	DB store.DB
 	// Cursors signs pagination cursors; required with DB, Workspaces and Identity.
 	Cursors *cursor.Signer
 	// Routes registers further operations: a fork's own product, or a test's.
 	Routes []func(api huma.API)
+	// DevMailbox serves /dev/mailbox, the developer's view of the mail the app
+	// "sent"; nil (production, or mail through SMTP) leaves those routes out.
+	DevMailbox *devmail.Mailbox
 }
 
 var hookOnce sync.Once
@@ -77,8 +86,8 @@ func NewHandler(d Deps) http.Handler {
 	api := humago.New(mux, apiConfig(d.Version, d.MaxBodyBytes))
 	api.UseMiddleware(rejectUnknownQuery(api))
 	registerHealth(api, d.Ready)
-	if d.DB != nil && d.Cursors != nil {
-		registerAuditLog(api, d.DB, d.Cursors)
+	if d.DB != nil && d.Cursors != nil && d.Identity != nil {
+		registerAuditLog(api, d.DB, d.Identity, d.Cursors)
 	}
 	if d.Workspaces != nil {
 		if d.Cursors == nil {
@@ -86,15 +95,24 @@ func NewHandler(d Deps) http.Handler {
 		}
 		registerWorkspaces(api, d.Workspaces, d.Cursors)
 		registerMembers(api, d.Workspaces, d.Cursors)
+		registerInvites(api, d.Workspaces, d.Cursors)
+		registerTeams(api, d.Workspaces, d.Cursors)
 	}
 	if d.Identity != nil {
 		if d.Cursors == nil {
 			panic("httpapi: Deps.Identity needs Deps.Cursors to page session lists")
 		}
 		registerAuth(api, d.Identity)
+		registerMFA(api, d.Identity)
 		registerMe(api, d.Identity, d.Cursors)
 		registerTokens(api, d.Identity, d.Cursors)
 		registerAPIKeys(api, d.Identity, d.Cursors)
+		if d.Account != nil {
+			registerAccount(api, d.Account, d.Identity)
+		}
+	}
+	if d.DevMailbox != nil {
+		registerDevMailbox(api, d.DevMailbox)
 	}
 	for _, register := range d.Routes {
 		register(api)

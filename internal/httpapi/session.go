@@ -94,8 +94,10 @@ func clearedSessionCookie() string {
 var credentialRoutes = map[string]bool{
 	authPrefix + "signup":       true,
 	authPrefix + "login":        true,
+	authPrefix + "login/mfa":    true,
 	authPrefix + "logout":       true,
 	authPrefix + "email/verify": true,
+	authPrefix + "email/change": true, // the confirmation link may be opened anywhere
 	// Someone whose session ended is exactly who needs these.
 	authPrefix + "password/forgot":   true,
 	authPrefix + "password/reset":    true,

@@ -27,7 +27,15 @@ type requestState struct {
 	route     string
 	actor     kernel.Actor
 	workspace uuid.UUID
+	// shownOnce marks a response that carries a secret shown only this once
+	// (a new API key, a TOTP secret, backup codes): it is never stored for
+	// Idempotency-Key replays.
+	shownOnce bool
 }
+
+// showOnce marks the response to ctx's request as carrying a secret that must
+// be shown this once and kept nowhere, not even for idempotent replays.
+func showOnce(ctx context.Context) { stateFrom(ctx).shownOnce = true }
 
 type stateKey struct{}
 

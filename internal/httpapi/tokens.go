@@ -93,6 +93,7 @@ func registerTokens(api huma.API, svc *identity.Service, cursors *cursor.Signer)
 		if err != nil {
 			return nil, err
 		}
+		showOnce(ctx)
 		return &createdPATOutput{Body: CreatedPATBody{PATBody: patBody(pat), Secret: secret}}, nil
 	})
 	huma.Register(api, huma.Operation{

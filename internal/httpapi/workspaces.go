@@ -98,12 +98,17 @@ func registerWorkspaces(api huma.API, svc *tenancy.Service, cursors *cursor.Sign
 	huma.Register(api, huma.Operation{
 		OperationID: "create-workspace", Method: http.MethodPost, Path: "/api/v1/workspaces", Tags: tags,
 		Summary: "Create a workspace", Security: userSecurity, DefaultStatus: http.StatusCreated,
-		Description: "The creator becomes its owner. Needs a verified email address (403 `email_unverified`).",
-		Errors:      []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict},
+		Description: "The creator becomes its owner. Needs a verified email address (403 `email_unverified`). " +
+			"A personal access token limited to one workspace cannot create workspaces (403 `forbidden`).",
+		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusConflict},
 	}, func(ctx context.Context, in *createWorkspaceInput) (*workspaceOutput, error) {
 		person, err := personFrom(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if person.OnlyWorkspace != uuid.Nil {
+			return nil, &kernel.Error{Code: kernel.CodeForbidden,
+				Message: "this token is limited to one workspace and cannot create workspaces: sign in, or use a token without that limit"}
 		}
 		ws, err := svc.CreateOwned(ctx, person.ID, in.Body.Name, in.Body.Slug)
 		if err != nil {
@@ -114,8 +119,9 @@ func registerWorkspaces(api huma.API, svc *tenancy.Service, cursors *cursor.Sign
 	huma.Register(api, huma.Operation{
 		OperationID: "list-my-workspaces", Method: http.MethodGet, Path: "/api/v1/workspaces", Tags: tags,
 		Summary: "List my workspaces", Security: userSecurity,
-		Description: "The workspaces you are a member of, oldest first, with your role; deleted ones show `deleted_at`.",
-		Errors:      []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden},
+		Description: "The workspaces you are a member of, oldest first, with your role; deleted ones show `deleted_at`. " +
+			"Through a personal access token limited to one workspace, that workspace alone.",
+		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden},
 	}, func(ctx context.Context, in *listWorkspacesInput) (*listWorkspacesOutput, error) {
 		return listMyWorkspaces(ctx, svc, cursors, in)
 	})
@@ -165,6 +171,9 @@ func listMyWorkspaces(ctx context.Context, svc *tenancy.Service, cursors *cursor
 	scope := "workspaces:" + kernel.FormatID(kernel.PrefixUser, person.ID)
 	page, err := listPage(cursors, scope, in.Limit, in.Cursor,
 		func(after *idPosition, limit int) ([]tenancy.MyWorkspace, error) {
+			if person.OnlyWorkspace != uuid.Nil {
+				return svc.ListMineIn(ctx, person.ID, person.OnlyWorkspace, afterID(after))
+			}
 			return svc.ListMine(ctx, person.ID, afterID(after), limit)
 		},
 		func(w tenancy.MyWorkspace) WorkspaceBody { return workspaceBody(w.Workspace, w.Role) },

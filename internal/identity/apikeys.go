@@ -63,8 +63,9 @@ type NewAPIKey struct {
 // api_key.created in the same transaction. It returns forbidden unless the
 // actor is a person whose role allows policy.APIKeyManage, email_unverified
 // when that person has not verified their address, invalid for a bad name,
-// scope or expiry, workspace_inactive for a deleted workspace, or the
-// store's error.
+// scope or expiry, reauthentication_required unless the actor is a session
+// that authenticated recently (policy.RequireRecentAuth), workspace_inactive
+// for a deleted workspace, or the store's error.
 func (s *Service) CreateAPIKey(ctx context.Context, res policy.Resource, in NewAPIKey) (APIKey, string, error) {
 	actor := kernel.ActorFrom(ctx)
 	if err := policy.Check(actor, policy.APIKeyManage, res); err != nil {
@@ -85,6 +86,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, res policy.Resource, in NewA
 	key := APIKey{ID: kernel.NewID(), WorkspaceID: res.Workspace, Name: name, Scopes: scopes, Prefix: prefix,
 		CreatedBy: actor.ID, ExpiresAt: in.ExpiresAt}
 	err = s.db.InWorkspace(ctx, res.Workspace, func(tx store.Tx) error {
+		if err := policy.RequireRecentAuth(actor, tx.Now()); err != nil {
+			return err
+		}
 		key.CreatedAt = tx.Now()
 		if err := validExpiry(tx.Now(), in.ExpiresAt); err != nil {
 			return err

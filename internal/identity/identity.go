@@ -1,6 +1,7 @@
 // Package identity owns people: accounts and passwords, email verification,
 // password reset, magic-link login, sessions, workspace API keys and personal
-// access tokens. Later parts add MFA.
+// access tokens, TOTP MFA (mfa.go, mfa_login.go) and re-authentication
+// (reauth.go).
 //
 // Every secret it hands out (a session token, an emailed link) is 256 bits
 // from crypto/rand, shown once and stored only as its SHA-256, so the database
@@ -15,6 +16,7 @@
 package identity
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,8 +97,17 @@ type Config struct {
 	// expired, outside any transaction; kernel.SystemClock when nil. It must
 	// be the store's clock, so that tests move both together.
 	Clock kernel.Clock
-	// Limiter counts login and MFA attempts for brute-force protection.
+	// Limiter counts login and MFA attempts for brute-force protection
+	// (see throttle.go). Required.
 	Limiter ratelimit.Limiter
+	// LoginLimits are the brute-force limits; zero fields take
+	// DefaultLoginLimits. Tests that log in many times from one address
+	// raise PerIP here.
+	LoginLimits LoginLimits
+	// MFAKey is the 32-byte AES-256 key that seals TOTP secrets at rest,
+	// derived from the app secret. Without it, enrolling in MFA fails
+	// (internal) and accounts that have MFA cannot answer their challenge.
+	MFAKey []byte
 }
 
 // Service holds the identity rules. It is safe for concurrent use.
@@ -111,14 +122,22 @@ type Service struct {
 	lifetime  time.Duration
 	clock     kernel.Clock
 	limiter   ratelimit.Limiter
+	limits    LoginLimits
+	mfaKey    []byte
 }
 
 // NewService returns a Service built from cfg. It returns an error if a
 // dependency is missing, if BaseURL is not an absolute http(s) URL, or if the
 // idle timeout is negative or longer than the lifetime.
 func NewService(cfg Config) (*Service, error) {
-	if cfg.DB == nil || cfg.Hasher == nil || cfg.Mailer == nil || cfg.Templates == nil {
-		return nil, errors.New("identity: a store, a hasher, a mailer and templates are required")
+	if cfg.DB == nil || cfg.Hasher == nil || cfg.Mailer == nil || cfg.Templates == nil || cfg.Limiter == nil {
+		return nil, errors.New("identity: a store, a hasher, a mailer, templates and a rate limiter are required")
+	}
+	limits := cfg.LoginLimits.withDefaults()
+	for _, l := range []ratelimit.Limit{limits.PerIP, limits.PerAccount, limits.MFAPerAccount, {Events: 1, Window: limits.MaxLockout}} {
+		if err := ratelimit.Check("login", l); err != nil || limits.Lockout <= 0 || limits.Lockout > limits.MaxLockout {
+			return nil, fmt.Errorf("identity: login limits %+v are not valid", limits)
+		}
 	}
 	base, err := url.Parse(cfg.BaseURL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
@@ -139,9 +158,13 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = kernel.SystemClock{}
 	}
+	if len(cfg.MFAKey) != 0 && len(cfg.MFAKey) != mfaKeySize {
+		return nil, fmt.Errorf("identity: the MFA key must be %d bytes, not %d", mfaKeySize, len(cfg.MFAKey))
+	}
 	return &Service{
 		clock: cfg.Clock, db: cfg.DB, hasher: cfg.Hasher, mailer: cfg.Mailer, templates: cfg.Templates,
 		baseURL: base, logger: cfg.Logger, idle: cfg.IdleTimeout, lifetime: cfg.Lifetime, limiter: cfg.Limiter,
+		limits: limits, mfaKey: bytes.Clone(cfg.MFAKey),
 	}, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"atrium/internal/kernel"
 	"atrium/internal/mail"
 	"atrium/internal/mail/devmail"
+	"atrium/internal/ratelimit/storelimit"
 	"atrium/internal/store"
 	"atrium/internal/testkit"
 )
@@ -45,8 +46,9 @@ func newBundle(t *testing.T, db store.SystemDB, clock *testkit.Clock, hasher *pa
 	}
 	logs := &lockedBuffer{}
 	box := devmail.New(db)
-	svc, err := identity.NewService(identity.Config{DB: db, Hasher: hasher, Mailer: box, Templates: tpl,
-		BaseURL: "https://app.example.com", Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	svc, err := identity.NewService(identity.Config{DB: db, Hasher: hasher, Mailer: box, Templates: tpl, Clock: clock,
+		BaseURL: "https://app.example.com", Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Limiter: storelimit.New(db), LoginLimits: testkit.LoginLimits()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,10 @@ type LoginResult struct {
 	User    User
 	Session Session
 	Token   string
+	// MFAChallenge is set, instead of Session and Token, when the account has
+	// MFA: no session exists yet, and the challenge is answered with LoginMFA.
+	// Like Token, it must not be kept or logged.
+	MFAChallenge string
 }
 
 // maxUserAgentBytes bounds the stored user agent; the request spine already
@@ -59,17 +63,29 @@ func errLoginFailed() error {
 // Login checks email and password and starts a new session for client. If ctx
 // carries an actor signed in with a session (a browser logging in again), that
 // session is ended: a new login always gets a new token, and the old one stops
-// working.
+// working. If the account has MFA, no session starts yet: the result carries
+// only the user and an MFAChallenge to answer with LoginMFA.
 //
 // An unknown or malformed address costs the same Argon2id work as a wrong
 // password (Hasher.DummyVerify) and gets the same answer: an unauthenticated
 // *kernel.Error with one fixed message. Failures of a well-formed address and
 // successes are audited (user.login_failed, user.login_succeeded). A hash made
 // with weaker parameters than the current ones is replaced on success.
-// Login returns ctx.Err() if ctx ends while waiting to hash, or the store's error.
+//
+// Before any hashing, the attempt counts against client's address and a
+// locked-out address is refused; failures count against the address typed
+// (see throttle.go). Login returns 429 rate_limited with RetryAfter past a
+// limit, 503 unavailable when the limiter fails, ctx.Err() if ctx ends while
+// waiting to hash, or the store's error.
 func (s *Service) Login(ctx context.Context, email, pw string, client kernel.Client) (LoginResult, error) {
 	normalized, err := NormalizeEmail(email)
 	if err != nil {
+		normalized = "" // not an address: limited per client address only
+	}
+	if err := s.checkLogin(ctx, normalized, client); err != nil {
+		return LoginResult{}, err
+	}
+	if normalized == "" {
 		_, _ = s.hasher.DummyVerify(ctx)
 		return LoginResult{}, errLoginFailed()
 	}
@@ -84,7 +100,7 @@ func (s *Service) Login(ctx context.Context, email, pw string, client kernel.Cli
 		if _, err := s.hasher.DummyVerify(ctx); err != nil {
 			return LoginResult{}, err
 		}
-		return LoginResult{}, s.loginFailed(ctx, uuid.Nil, "unknown_email")
+		return LoginResult{}, s.loginFailed(ctx, normalized, User{}, "unknown_email")
 	}
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("identity: login: %w", err)
@@ -93,14 +109,14 @@ func (s *Service) Login(ctx context.Context, email, pw string, client kernel.Cli
 		if _, err := s.hasher.DummyVerify(ctx); err != nil {
 			return LoginResult{}, err
 		}
-		return LoginResult{}, s.loginFailed(ctx, u.ID, "no_password")
+		return LoginResult{}, s.loginFailed(ctx, normalized, u, "no_password")
 	}
 	ok, rehash, err := s.hasher.Verify(ctx, pw, hash)
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("identity: login %s: verify: %w", apiUserID(u.ID), err)
 	}
 	if !ok {
-		return LoginResult{}, s.loginFailed(ctx, u.ID, "wrong_password")
+		return LoginResult{}, s.loginFailed(ctx, normalized, u, "wrong_password")
 	}
 	newHash := ""
 	if rehash {
@@ -108,15 +124,22 @@ func (s *Service) Login(ctx context.Context, email, pw string, client kernel.Cli
 			return LoginResult{}, fmt.Errorf("identity: login %s: rehash: %w", apiUserID(u.ID), err)
 		}
 	}
-	return s.startSession(ctx, u, newHash, client)
+	res, err := s.startSession(ctx, u, newHash, client)
+	if err == nil {
+		s.loginSucceeded(ctx, normalized)
+	}
+	return res, err
 }
 
-// loginFailed audits a failed login and returns the answer to give. The
-// attempted address is not recorded: people type passwords into email fields.
-func (s *Service) loginFailed(ctx context.Context, id uuid.UUID, reason string) error {
+// loginFailed audits a failed login of the address normalized (u is its
+// account, zero for none), counts it against the address (which may start
+// a lockout) and returns the answer to give: errLoginFailed, 503 when the
+// limiter fails, or the store's error. The attempted address is not
+// recorded: people type passwords into email fields.
+func (s *Service) loginFailed(ctx context.Context, normalized string, u User, reason string) error {
 	target := ""
-	if id != uuid.Nil {
-		target = apiUserID(id)
+	if u.ID != uuid.Nil {
+		target = apiUserID(u.ID)
 	}
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		_, err := audit.Record(ctx, tx, audit.Entry{Action: "user.login_failed", TargetType: "user", TargetID: target,
@@ -126,11 +149,15 @@ func (s *Service) loginFailed(ctx context.Context, id uuid.UUID, reason string) 
 	if err != nil {
 		return fmt.Errorf("identity: login: %w", err)
 	}
+	if err := s.passwordFailed(ctx, normalized, u); err != nil {
+		return err
+	}
 	return errLoginFailed()
 }
 
-// startSession stores a new session for u, replaces the password hash when
-// newHash is set, ends the session ctx's actor came with, and audits the login.
+// startSession stores a new session for u (or, with MFA, a login challenge:
+// see sessionOrChallenge), replaces the password hash when newHash is set,
+// ends the session ctx's actor came with, and audits the login.
 func (s *Service) startSession(ctx context.Context, u User, newHash string, client kernel.Client) (LoginResult, error) {
 	var res LoginResult
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
@@ -140,7 +167,7 @@ func (s *Service) startSession(ctx context.Context, u User, newHash string, clie
 			}
 		}
 		var err error
-		res, err = s.openSession(ctx, tx, u, client, loginPassword)
+		res, err = s.sessionOrChallenge(ctx, tx, u, client, loginPassword)
 		return err
 	})
 	if err != nil {

@@ -41,10 +41,11 @@ func (s *Service) RequestMagicLink(ctx context.Context, email string) error {
 // for client exactly as a password login does (ending the session ctx's
 // actor came with, auditing user.login_succeeded with method magic_link).
 // The link proves its user reads mail at the address, so an unverified
-// address becomes verified (see adoptAddress).
+// address becomes verified (see adoptAddress), and the account's
+// brute-force counters and lockout are cleared (see throttle.go).
 //
-// MFA does not exist yet; when it does, a magic link will lead to the same
-// second step as a password (issue 3, part 7).
+// An account with MFA gets no session yet but a login challenge
+// (LoginResult.MFAChallenge), the same second step as after a password.
 //
 // It returns an invalid *kernel.Error on field "token" if the token is
 // malformed, unknown, of another purpose, used (also by a concurrent
@@ -75,7 +76,7 @@ func (s *Service) LoginWithMagicLink(ctx context.Context, token string, client k
 				return err
 			}
 		}
-		res, err = s.openSession(ctx, tx, u, client, loginMagicLink)
+		res, err = s.sessionOrChallenge(ctx, tx, u, client, loginMagicLink)
 		return err
 	})
 	if kernel.IsCode(err, kernel.CodeNotFound) {
@@ -84,6 +85,7 @@ func (s *Service) LoginWithMagicLink(ctx context.Context, token string, client k
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("identity: magic-link login: %w", err)
 	}
+	s.clearLoginLimits(ctx, res.User) // the link proves the owner: a lockout must not outlive it
 	return res, nil
 }
 
@@ -92,10 +94,11 @@ func (s *Service) LoginWithMagicLink(ctx context.Context, token string, client k
 // verified, voids the outstanding verification links and audits
 // user.email_verified.
 //
-// It also clears the password and ends every session. Whoever signed up
-// chose that password without proving the address, so it may belong to
-// someone who signed up with another person's address and waited for them to
-// use it ("pre-hijacking"); kept, it would let them in for good. The owner,
+// It also clears the password and any MFA, and ends every session. Whoever
+// signed up chose that password (and second factor) without proving the
+// address, so it may belong to someone who signed up with another person's
+// address and waited for them to use it ("pre-hijacking"); kept, it would
+// let them in for good. The owner,
 // now verified, sets a password with a reset if they want one. It returns
 // the updated account or the store's error.
 func adoptAddress(ctx context.Context, tx store.Tx, u User) (User, error) {
@@ -111,6 +114,9 @@ func adoptAddress(ctx context.Context, tx store.Tx, u User) (User, error) {
 	}
 	ended, err := tx.Exec(ctx, revokeOtherSessionsSQL, u.ID, uuid.Nil, now)
 	if err != nil {
+		return User{}, err
+	}
+	if err := clearMFA(ctx, tx, u.ID); err != nil { // so does a second factor set up before the address was proved
 		return User{}, err
 	}
 	self := userActor(u.ID)

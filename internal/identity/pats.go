@@ -10,6 +10,7 @@ import (
 	"atrium/internal/audit"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
+	"atrium/internal/tenancy/policy"
 )
 
 const (
@@ -54,7 +55,9 @@ type NewPAT struct {
 // secret, which is never available again; the creation is audited in the
 // same transaction. Only a person signed in with a session may create one,
 // so a leaked token cannot mint others. It returns forbidden for any other
-// actor, invalid for a bad name or expiry, or the store's error.
+// actor, invalid for a bad name or expiry, reauthentication_required unless
+// the session authenticated recently (policy.RequireRecentAuth), or the
+// store's error.
 func (s *Service) CreatePAT(ctx context.Context, in NewPAT) (PAT, string, error) {
 	actor := kernel.ActorFrom(ctx)
 	if actor.Kind != kernel.ActorUser || actor.Via != kernel.ViaCookie {
@@ -72,6 +75,9 @@ func (s *Service) CreatePAT(ctx context.Context, in NewPAT) (PAT, string, error)
 		only = &in.OnlyWorkspace
 	}
 	err = s.db.Tx(ctx, func(tx store.Tx) error {
+		if err := policy.RequireRecentAuth(actor, tx.Now()); err != nil {
+			return err
+		}
 		pat.CreatedAt = tx.Now()
 		if err := validExpiry(tx.Now(), in.ExpiresAt); err != nil {
 			return err
@@ -137,7 +143,7 @@ func (s *Service) RevokePAT(ctx context.Context, userID, id uuid.UUID) error {
 	return nil
 }
 
-// authenticatePAT reads the token in one platform read and returns its
+// authenticatePAT reads the token in one platform read (one round trip) and returns its
 // person, confined to its workspace when it has one. At most once a minute
 // per token it also records the use. It returns the generic unauthenticated
 // error for a malformed, unknown, revoked or expired token, or the store's
@@ -146,12 +152,7 @@ func (s *Service) authenticatePAT(ctx context.Context, secret string) (kernel.Ac
 	if !parsePAT(secret) {
 		return kernel.Actor{}, errBadBearer()
 	}
-	var pat PAT
-	err := s.db.ReadTx(ctx, func(tx store.Tx) error {
-		var err error
-		pat, err = scanPAT(tx.QueryRow(ctx, selectPATByHashSQL, hashToken(secret)))
-		return err
-	})
+	pat, err := scanPAT(s.db.PlatformRow(ctx, selectPATByHashSQL, hashToken(secret)))
 	if kernel.IsCode(err, kernel.CodeNotFound) {
 		return kernel.Actor{}, errBadBearer()
 	}

@@ -82,6 +82,7 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string) (User, er
 	if err != nil {
 		return User{}, fmt.Errorf("identity: reset password: %w", err)
 	}
+	s.clearLoginLimits(ctx, u) // a lockout ends with the reset (see throttle.go)
 	s.notify(ctx, u, mail.TemplatePasswordChanged, mail.PasswordChanged{Name: u.Name,
 		ResetLink: s.link("/forgot-password", nil)})
 	return u, nil

@@ -29,7 +29,8 @@ func TestLoginAndAuthenticate(t *testing.T) {
 			t.Fatalf("Login = %+v", res)
 		}
 		actor, sess, err := b.svc.Authenticate(ctx, res.Token)
-		want := kernel.Actor{Kind: kernel.ActorUser, ID: id, Via: kernel.ViaCookie, SessionID: res.Session.ID}
+		want := kernel.Actor{Kind: kernel.ActorUser, ID: id, Via: kernel.ViaCookie, SessionID: res.Session.ID,
+			AuthenticatedAt: b.clock.Now()} // a login is a recent authentication
 		if err != nil || actor != want || sess.ID != res.Session.ID {
 			t.Fatalf("Authenticate = %+v, %+v, %v", actor, sess, err)
 		}

@@ -17,7 +17,7 @@ const (
 	insertUserSQL = `INSERT INTO app_user (id, email, name, password_hash, email_verified_at, created_at, updated_at)
         VALUES ($1, $2, $3, $4, NULL, $5, $5)`
 	selectUserSQL        = "SELECT " + userColumns + " FROM app_user WHERE id = $1"
-	selectUserByEmailSQL = "SELECT " + userColumns + ", password_hash FROM app_user WHERE email = $1"
+	selectUserByEmailSQL = "SELECT " + userColumns + ", password_hash FROM app_user WHERE email = $1 AND deleted_at IS NULL" // a deleted account matches no address
 	updatePasswordSQL    = "UPDATE app_user SET password_hash = $2, updated_at = $3 WHERE id = $1"
 	markVerifiedSQL      = `UPDATE app_user SET email_verified_at = $2, updated_at = $2
         WHERE id = $1 AND email = $3 AND email_verified_at IS NULL`

@@ -16,6 +16,8 @@ const (
 	PrefixRequest   = "req"
 	PrefixSession   = "ses"
 	PrefixPAT       = "pat"
+	PrefixInvite    = "inv"
+	PrefixTeam      = "team"
 )
 
 // NewID returns a fresh UUIDv7: time-ordered, so keys cluster in indexes and sort

@@ -20,7 +20,28 @@ const (
 	TemplatePasswordReset   = "password_reset"   // data: PasswordReset
 	TemplatePasswordChanged = "password_changed" // data: PasswordChanged
 	TemplateMagicLink       = "magic_link"       // data: MagicLink
+	TemplateAccountLocked   = "account_locked"   // data: AccountLocked
+	TemplateInvite          = "invite"           // data: Invite
+
+	TemplateEmailChange       = "email_change"        // data: EmailChange
+	TemplateEmailChangeNotice = "email_change_notice" // data: EmailChangeNotice
 )
+
+// EmailChange is the data of the email_change template: the link, sent to a
+// new address, that confirms it as the account's.
+type EmailChange struct {
+	Name      string // the account's name; may be empty
+	Link      string // the absolute confirmation link
+	ExpiresIn string // how long the link works, in words ("24 hours")
+}
+
+// EmailChangeNotice is the data of the email_change_notice template: the
+// notice sent to the current address when a change to another is asked for.
+type EmailChangeNotice struct {
+	Name      string // the account's name; may be empty
+	NewEmail  string // the address asked for
+	ResetLink string // the absolute link to ask for a password reset, for an owner who did not ask
+}
 
 // VerifyEmail is the data of the verify_email template.
 type VerifyEmail struct {
@@ -55,6 +76,25 @@ type MagicLink struct {
 	Name      string // the recipient's name; may be empty
 	Link      string // the absolute link that logs in
 	ExpiresIn string // how long the link works, in words ("15 minutes")
+}
+
+// Invite is the data of the invite template: an invitation to join a
+// workspace, sent to an address that may have no account yet.
+type Invite struct {
+	WorkspaceName string // the workspace's display name
+	InviterName   string // the name of the person who sent it; may be empty
+	Role          string // the role the invitation grants ("member")
+	Link          string // the absolute link that accepts the invitation
+	ExpiresIn     string // how long the link works, in words ("7 days")
+}
+
+// AccountLocked is the data of the account_locked template: the notice sent
+// to an account's owner when failed logins start a lockout.
+type AccountLocked struct {
+	Name      string // the account's name; may be empty
+	LockedFor string // the lock's length, in words ("15 minutes")
+	Until     string // when the lock ends, such as "15 Jan 2026 09:45 UTC"
+	ResetLink string // the absolute link to ask for a password reset
 }
 
 const (

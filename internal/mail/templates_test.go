@@ -17,6 +17,13 @@ var sampleData = map[string]any{
 	mail.TemplatePasswordReset:   mail.PasswordReset{Name: "Ada", Link: "https://app.example.com/reset-password?token=abc", ExpiresIn: "1 hour"},
 	mail.TemplatePasswordChanged: mail.PasswordChanged{Name: "Ada", ResetLink: "https://app.example.com/forgot-password"},
 	mail.TemplateMagicLink:       mail.MagicLink{Name: "Ada", Link: "https://app.example.com/magic-link?token=abc", ExpiresIn: "15 minutes"},
+	mail.TemplateAccountLocked: mail.AccountLocked{Name: "Ada", LockedFor: "15 minutes", Until: "15 Jan 2026 09:45 UTC",
+		ResetLink: "https://app.example.com/forgot-password"},
+	mail.TemplateInvite: mail.Invite{WorkspaceName: "Acme", InviterName: "Ada", Role: "member",
+		Link: "https://app.example.com/invite?token=abc", ExpiresIn: "7 days"},
+
+	mail.TemplateEmailChange:       mail.EmailChange{Name: "Ada", Link: "https://app.example.com/confirm-email-change?token=abc", ExpiresIn: "24 hours"},
+	mail.TemplateEmailChangeNotice: mail.EmailChangeNotice{Name: "Ada", NewEmail: "ada@new.example", ResetLink: "https://app.example.com/forgot-password"},
 }
 
 func loadTemplates(t *testing.T) *mail.Templates {

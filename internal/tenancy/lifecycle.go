@@ -47,14 +47,18 @@ func (s *Service) CreateOwned(ctx context.Context, ownerID uuid.UUID, name, slug
 // Delete soft-deletes the workspace: it keeps answering reads, refuses
 // writes with workspace_inactive, and can be restored for RestoreWindow. It
 // returns forbidden unless the actor may (policy.WorkspaceDelete: owners),
-// workspace_inactive when it is already deleted and not_found for an unknown
-// workspace. Asking for a recent authentication is left to issue 3, part 3.
+// reauthentication_required unless the actor is a session that
+// authenticated recently (policy.RequireRecentAuth), workspace_inactive when
+// it is already deleted and not_found for an unknown workspace.
 func (s *Service) Delete(ctx context.Context, res policy.Resource) (Workspace, error) {
 	if err := policy.Check(kernel.ActorFrom(ctx), policy.WorkspaceDelete, res); err != nil {
 		return Workspace{}, err
 	}
 	var ws Workspace
 	err := s.db.InWorkspace(ctx, res.Workspace, func(tx store.Tx) error {
+		if err := policy.RequireRecentAuth(kernel.ActorFrom(ctx), tx.Now()); err != nil {
+			return err
+		}
 		var err error
 		if ws, err = lockActive(ctx, tx, res.Workspace); err != nil {
 			return err
@@ -113,6 +117,10 @@ const (
 	listMineAfterSQL = `SELECT w.id, w.slug, w.name, w.created_at, w.updated_at, w.deleted_at, m.role
         FROM membership m JOIN workspace w ON w.id = m.workspace_id
         WHERE m.user_id = $1 AND m.workspace_id > $3 ORDER BY m.workspace_id LIMIT $2`
+	// A token confined to one workspace lists that one alone.
+	listMineInSQL = `SELECT w.id, w.slug, w.name, w.created_at, w.updated_at, w.deleted_at, m.role
+        FROM membership m JOIN workspace w ON w.id = m.workspace_id
+        WHERE m.user_id = $1 AND m.workspace_id = $2 AND m.workspace_id > $3`
 )
 
 // ListMine returns up to limit of userID's workspaces (deleted ones too, so
@@ -120,15 +128,25 @@ const (
 // (uuid.Nil for the first page). It reads through the store's user-bound
 // transaction, never the system path. It returns the store's error on failure.
 func (s *Service) ListMine(ctx context.Context, userID, after uuid.UUID, limit int) ([]MyWorkspace, error) {
+	if after == uuid.Nil {
+		return s.listMine(ctx, userID, listMineFirstSQL, userID, limit)
+	}
+	return s.listMine(ctx, userID, listMineAfterSQL, userID, limit, after)
+}
+
+// ListMineIn is ListMine for a person acting through a token confined to
+// workspaceID: the list holds that workspace alone, if they are a member of
+// it and it comes after the workspace ID after (uuid.Nil for the first page).
+// It returns the store's error on failure.
+func (s *Service) ListMineIn(ctx context.Context, userID, workspaceID, after uuid.UUID) ([]MyWorkspace, error) {
+	return s.listMine(ctx, userID, listMineInSQL, userID, workspaceID, after)
+}
+
+// listMine runs a "my workspaces" statement in userID's read transaction.
+func (s *Service) listMine(ctx context.Context, userID uuid.UUID, query string, args ...any) ([]MyWorkspace, error) {
 	var out []MyWorkspace
 	err := s.db.ReadAsUser(ctx, userID, func(tx store.Tx) error {
-		var rows store.Rows
-		var err error
-		if after == uuid.Nil {
-			rows, err = tx.Query(ctx, listMineFirstSQL, userID, limit)
-		} else {
-			rows, err = tx.Query(ctx, listMineAfterSQL, userID, limit, after)
-		}
+		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"atrium/internal/audit"
+	"atrium/internal/identity"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 	"atrium/internal/tenancy/policy"
@@ -39,16 +40,12 @@ const (
 	updateRoleSQL   = "UPDATE membership SET role = $3, updated_at = $4 WHERE workspace_id = $1 AND user_id = $2"
 	deleteMemberSQL = "DELETE FROM membership WHERE workspace_id = $1 AND user_id = $2"
 	countOwnersSQL  = "SELECT count(*) FROM membership WHERE workspace_id = $1 AND role = 'owner'"
-	// Members by user ID, served by the primary key. The names come from
-	// app_user: identity owns that table and every write to it; this is a
-	// read-only join, so a list costs one statement instead of one lookup per
-	// member.
-	listMembersFirstSQL = `SELECT m.workspace_id, m.user_id, m.role, m.created_at, m.updated_at, u.email, u.name
-        FROM membership m JOIN app_user u ON u.id = m.user_id
-        WHERE m.workspace_id = $1 ORDER BY m.user_id LIMIT $2`
-	listMembersAfterSQL = `SELECT m.workspace_id, m.user_id, m.role, m.created_at, m.updated_at, u.email, u.name
-        FROM membership m JOIN app_user u ON u.id = m.user_id
-        WHERE m.workspace_id = $1 AND m.user_id > $3 ORDER BY m.user_id LIMIT $2`
+	// Members by user ID, served by the primary key. Names and addresses are
+	// identity's: ListMembers asks it for the page's profiles in one batch.
+	listMembersFirstSQL = `SELECT workspace_id, user_id, role, created_at, updated_at FROM membership
+        WHERE workspace_id = $1 ORDER BY user_id LIMIT $2`
+	listMembersAfterSQL = `SELECT workspace_id, user_id, role, created_at, updated_at FROM membership
+        WHERE workspace_id = $1 AND user_id > $3 ORDER BY user_id LIMIT $2`
 )
 
 // RoleOf returns userID's role in workspaceID in one tenant-bound read: the
@@ -86,13 +83,13 @@ func (s *Service) AddMember(ctx context.Context, workspaceID, userID uuid.UUID, 
 
 // ListMembers returns up to limit members of the workspace after the user ID
 // after (uuid.Nil for the first page), if the actor may list them
-// (policy.MemberList on res). It returns forbidden when the actor may not,
-// or the store's error.
+// (policy.MemberList on res), with their names and addresses from identity.
+// It returns forbidden when the actor may not, or the store's error.
 func (s *Service) ListMembers(ctx context.Context, res policy.Resource, after uuid.UUID, limit int) ([]Member, error) {
 	if err := policy.Check(kernel.ActorFrom(ctx), policy.MemberList, res); err != nil {
 		return nil, err
 	}
-	var out []Member
+	var memberships []Membership
 	err := s.db.ReadWorkspace(ctx, res.Workspace, func(tx store.Tx) error {
 		var rows store.Rows
 		var err error
@@ -104,16 +101,38 @@ func (s *Service) ListMembers(ctx context.Context, res policy.Resource, after uu
 		if err != nil {
 			return err
 		}
-		out, err = store.Collect(rows, func(row store.Row) (Member, error) {
-			var m Member
-			var err error
-			m.Membership, err = scanMembership(row, &m.Email, &m.Name)
-			return m, err
-		})
+		memberships, err = store.Collect(rows, func(row store.Row) (Membership, error) { return scanMembership(row) })
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tenancy: list members: %w", err)
+	}
+	return s.withProfiles(ctx, memberships)
+}
+
+// withProfiles adds each member's name and address, asking identity in
+// batches of identity.MaxLookup: one for a page, two when the caller fetched
+// one extra row to learn whether another page follows. A member whose
+// account is gone keeps empty fields. It returns identity's error.
+func (s *Service) withProfiles(ctx context.Context, memberships []Membership) ([]Member, error) {
+	if s.users == nil {
+		return nil, kernel.Internal(fmt.Errorf("tenancy: ListMembers needs a UserReader"))
+	}
+	out := make([]Member, len(memberships))
+	for start := 0; start < len(memberships); start += identity.MaxLookup {
+		batch := memberships[start:min(start+identity.MaxLookup, len(memberships))]
+		ids := make([]uuid.UUID, len(batch))
+		for i, m := range batch {
+			ids[i] = m.UserID
+		}
+		profiles, err := s.users.Profiles(ctx, ids)
+		if err != nil {
+			return nil, fmt.Errorf("tenancy: list members: %w", err)
+		}
+		for i, m := range batch {
+			p := profiles[m.UserID]
+			out[start+i] = Member{Membership: m, Email: p.Email, Name: p.Name}
+		}
 	}
 	return out, nil
 }
@@ -239,6 +258,13 @@ func keepAnOwner(ctx context.Context, tx store.Tx, workspaceID uuid.UUID, verb s
 	return nil
 }
 
+// insertMembership is the one statement every new membership passes through:
+// a workspace's creator (CreateOwned), AddMember and accepted invitations
+// (acceptIn), always inside a transaction holding the workspace's lock.
+//
+// Seat limit (issue 5): enforce the plan's seat limit here, counting the
+// workspace's memberships under that same lock, so that no path, and no two
+// racing accepts, can exceed it.
 func insertMembership(ctx context.Context, tx store.Tx, m Membership) error {
 	_, err := tx.Exec(ctx, insertMembershipSQL, m.WorkspaceID, m.UserID, string(m.Role), m.CreatedAt, m.UpdatedAt)
 	if kernel.IsCode(err, kernel.CodeConflict) {

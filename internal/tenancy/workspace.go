@@ -48,9 +48,18 @@ func (w Workspace) RestorableUntil() time.Time {
 	return w.DeletedAt.Add(RestoreWindow)
 }
 
-// UserReader looks up accounts; identity.Service is one.
+// UserReader looks up accounts, and for invitations creates them and sends
+// the email; identity.Service is one.
 type UserReader interface {
 	User(ctx context.Context, userID uuid.UUID) (identity.User, error)
+	// Profiles looks up at most identity.MaxLookup accounts in one batch,
+	// for member lists; an ID with no account is absent from the map.
+	Profiles(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]identity.Profile, error)
+	// SignupInvited creates a verified account for an invited address and its
+	// first session, running join in the same workspace transaction.
+	SignupInvited(ctx context.Context, in identity.InvitedSignup, join func(tx store.Tx, u identity.User) error) (identity.LoginResult, error)
+	// SendInvite emails an invitation; failures are logged, not returned.
+	SendInvite(ctx context.Context, in identity.InviteEmail)
 }
 
 // Service holds the workspace and membership rules.

@@ -16,7 +16,9 @@ import (
 
 	"atrium/internal/app"
 	"atrium/internal/config"
+	"atrium/internal/identity"
 	"atrium/internal/kernel"
+	"atrium/internal/ratelimit"
 	"atrium/internal/store"
 )
 
@@ -70,6 +72,18 @@ type AppOptions struct {
 	Routes []func(api huma.API)
 	// Env overrides configuration variables (ATRIUM_*).
 	Env map[string]string
+	// LoginLimits replaces the generous brute-force limits of LoginLimits();
+	// brute-force tests pass identity.DefaultLoginLimits().
+	LoginLimits *identity.LoginLimits
+}
+
+// LoginLimits are the brute-force limits of booted test apps and test
+// services: the defaults, except that one address may try to log in 10,000
+// times a minute, since every test request comes from 127.0.0.1.
+func LoginLimits() identity.LoginLimits {
+	l := identity.DefaultLoginLimits()
+	l.PerIP = ratelimit.Limit{Events: 10000, Window: time.Minute}
+	return l
 }
 
 // Boot starts Atrium on the dialect's store with a temporary data directory,
@@ -97,8 +111,12 @@ func Boot(t testing.TB, dialect store.Dialect, opts AppOptions) *TestApp {
 	clock := NewClock()
 	logs := &SyncBuffer{}
 	params := FastPasswordParams()
+	limits := LoginLimits()
+	if opts.LoginLimits != nil {
+		limits = *opts.LoginLimits
+	}
 	a, err := app.New(context.Background(), cfg, app.Options{LogOutput: logs, Clock: clock, Auth: TestAuth{},
-		Routes: opts.Routes, PasswordParams: &params})
+		Routes: opts.Routes, PasswordParams: &params, LoginLimits: &limits})
 	if err != nil {
 		t.Fatalf("boot atrium on %s: %v", dialect, err)
 	}

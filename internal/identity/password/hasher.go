@@ -85,10 +85,16 @@ type Hasher struct {
 	held func()
 }
 
+// DefaultMaxConcurrent is the number of hashes New lets run at once when
+// asked for zero: max(1, GOMAXPROCS/2). With p=1 a hash occupies one core for
+// its whole duration, so half the cores stay free to serve other requests
+// during a login flood.
+func DefaultMaxConcurrent() int {
+	return max(1, runtime.GOMAXPROCS(0)/2)
+}
+
 // New returns a Hasher that hashes with params and runs at most maxConcurrent
-// hashes at once. A maxConcurrent of zero or less selects max(1, GOMAXPROCS/2):
-// with p=1 a hash occupies one core for its whole duration, so half the cores
-// stay free to serve other requests during a login flood, and the memory spent
+// hashes at once; zero or less selects DefaultMaxConcurrent. The memory spent
 // on hashing stays below maxConcurrent × params.Memory as long as stored
 // hashes use params (a stored hash is capped at 1 GiB whatever it says). New
 // panics if params fail Validate, since that is a programming or configuration
@@ -98,7 +104,7 @@ func New(params Params, maxConcurrent int) *Hasher {
 		panic(err)
 	}
 	if maxConcurrent <= 0 {
-		maxConcurrent = max(1, runtime.GOMAXPROCS(0)/2)
+		maxConcurrent = DefaultMaxConcurrent()
 	}
 	return &Hasher{
 		params: params,
@@ -106,6 +112,9 @@ func New(params Params, maxConcurrent int) *Hasher {
 		dummy:  encode(params, make([]byte, params.SaltLength), make([]byte, params.KeyLength)),
 	}
 }
+
+// MaxConcurrent returns how many hashes may run at once.
+func (h *Hasher) MaxConcurrent() int { return cap(h.slots) }
 
 // Params returns the parameters new hashes are made with.
 func (h *Hasher) Params() Params { return h.params }

@@ -4,10 +4,12 @@
 //
 // People act through their membership role. Workspace API keys have no role
 // but scopes: "read" lets a key read its workspace, list its members and read
-// its audit log; "write" adds renaming the workspace (and implies read). No
-// scope lets a key delete, restore or transfer the workspace, change
-// memberships or manage API keys, and a key never acts in any other workspace. Any other actor (anonymous, the system)
-// is refused everything here: background work does not go through requests.
+// its audit log, its invitations and its teams; "write" adds renaming the
+// workspace (and implies read). No scope lets a key delete, restore or
+// transfer the workspace, change memberships, invite people, manage teams or
+// manage API keys, and a key never acts in any other workspace. Any other
+// actor (anonymous, the system) is refused everything here: background work
+// does not go through requests.
 package policy
 
 import (
@@ -59,6 +61,10 @@ const (
 	MemberLeave       Action = "member.leave"
 	AuditRead         Action = "audit.read"
 	APIKeyManage      Action = "api_key.manage" // list, create and revoke the workspace's API keys
+	InviteList        Action = "invite.list"
+	InviteManage      Action = "invite.manage" // create, resend and revoke an invitation; Resource.Grant is its role
+	TeamRead          Action = "team.read"     // list and read teams and their members
+	TeamManage        Action = "team.manage"   // create, rename and delete teams; add and remove their members
 )
 
 // The names of the API-key scopes, as the API and the store write them.
@@ -76,7 +82,8 @@ type Resource struct {
 	Role Role
 	// Target is the membership a member.* action acts on.
 	Target Target
-	// Grant is the role member.change_role would give Target.
+	// Grant is the role member.change_role would give Target, or the role
+	// of the invitation invite.manage acts on.
 	Grant Role
 }
 
@@ -90,17 +97,18 @@ type Target struct {
 // the rules on targets that Can applies to member actions.
 var byRole = map[Role]map[Action]bool{
 	Owner: set(WorkspaceRead, WorkspaceUpdate, WorkspaceDelete, WorkspaceRestore, WorkspaceTransfer,
-		MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead, APIKeyManage),
+		MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead, APIKeyManage,
+		InviteList, InviteManage, TeamRead, TeamManage),
 	Admin: set(WorkspaceRead, WorkspaceUpdate, MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead,
-		APIKeyManage),
-	Member: set(WorkspaceRead, MemberList, MemberLeave),
-	Viewer: set(WorkspaceRead, MemberList, MemberLeave),
+		APIKeyManage, InviteList, InviteManage, TeamRead, TeamManage),
+	Member: set(WorkspaceRead, MemberList, MemberLeave, TeamRead),
+	Viewer: set(WorkspaceRead, MemberList, MemberLeave, TeamRead),
 }
 
 // Actions granted by each API-key scope; write includes read.
 var (
-	readActions  = set(WorkspaceRead, MemberList, AuditRead)
-	writeActions = set(WorkspaceRead, MemberList, AuditRead, WorkspaceUpdate)
+	readActions  = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead)
+	writeActions = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead, WorkspaceUpdate)
 )
 
 // ParseScopes returns the set named by names (each "read" or "write"). It
@@ -153,8 +161,9 @@ func set(actions ...Action) map[Action]bool {
 // Can reports whether actor may take action on res.
 //
 // Beyond the role table: an admin may neither act on an owner nor make
-// anyone an owner; member.leave and member.remove are for a target that is,
-// and is not, the actor themself. Whether the last owner may leave or be
+// anyone an owner, nor invite an owner or touch an owner's invitation;
+// member.leave and member.remove are for a target that is, and is not, the
+// actor themself. Whether the last owner may leave or be
 // demoted is not a permission but a rule of the workspace's state, which
 // tenancy enforces (conflict).
 func Can(actor kernel.Actor, action Action, res Resource) bool {
@@ -179,6 +188,8 @@ func Can(actor kernel.Actor, action Action, res Resource) bool {
 			return false
 		}
 		return res.Role == Owner || (res.Target.Role != Owner && res.Grant != Owner)
+	case InviteManage:
+		return res.Grant != "" && (res.Role == Owner || res.Grant != Owner)
 	}
 	return true
 }

@@ -15,12 +15,14 @@ func TestRoleTable(t *testing.T) {
 	me := kernel.Actor{Kind: kernel.ActorUser, ID: uuid.New()}
 	other := uuid.New()
 	plain := []policy.Action{policy.WorkspaceRead, policy.WorkspaceUpdate, policy.WorkspaceDelete,
-		policy.WorkspaceRestore, policy.WorkspaceTransfer, policy.MemberList, policy.AuditRead, policy.APIKeyManage}
+		policy.WorkspaceRestore, policy.WorkspaceTransfer, policy.MemberList, policy.AuditRead, policy.APIKeyManage,
+		policy.InviteList, policy.TeamRead, policy.TeamManage}
 	want := map[policy.Role][]policy.Action{
-		policy.Owner:  plain,
-		policy.Admin:  {policy.WorkspaceRead, policy.WorkspaceUpdate, policy.MemberList, policy.AuditRead, policy.APIKeyManage},
-		policy.Member: {policy.WorkspaceRead, policy.MemberList},
-		policy.Viewer: {policy.WorkspaceRead, policy.MemberList},
+		policy.Owner: plain,
+		policy.Admin: {policy.WorkspaceRead, policy.WorkspaceUpdate, policy.MemberList, policy.AuditRead, policy.APIKeyManage,
+			policy.InviteList, policy.TeamRead, policy.TeamManage},
+		policy.Member: {policy.WorkspaceRead, policy.MemberList, policy.TeamRead},
+		policy.Viewer: {policy.WorkspaceRead, policy.MemberList, policy.TeamRead},
 		"":            nil,
 	}
 	for role, allowed := range want {
@@ -64,6 +66,12 @@ func TestMemberRules(t *testing.T) {
 		{"admin removes an owner", policy.MemberRemove, policy.Resource{Role: policy.Admin, Target: target(policy.Owner)}, false},
 		{"remove oneself", policy.MemberRemove, policy.Resource{Role: policy.Owner, Target: policy.Target{UserID: me.ID, Role: policy.Owner}}, false},
 		{"viewer removes a viewer", policy.MemberRemove, policy.Resource{Role: policy.Viewer, Target: target(policy.Viewer)}, false},
+		{"owner invites an owner", policy.InviteManage, policy.Resource{Role: policy.Owner, Grant: policy.Owner}, true},
+		{"admin invites an admin", policy.InviteManage, policy.Resource{Role: policy.Admin, Grant: policy.Admin}, true},
+		{"admin invites an owner", policy.InviteManage, policy.Resource{Role: policy.Admin, Grant: policy.Owner}, false},
+		{"member invites a viewer", policy.InviteManage, policy.Resource{Role: policy.Member, Grant: policy.Viewer}, false},
+		{"viewer invites a viewer", policy.InviteManage, policy.Resource{Role: policy.Viewer, Grant: policy.Viewer}, false},
+		{"invite without a role", policy.InviteManage, policy.Resource{Role: policy.Owner}, false},
 	}
 	for _, c := range cases {
 		c.res.Workspace = ws
@@ -78,7 +86,7 @@ func TestAPIKeysActByScopeInTheirWorkspaceOnly(t *testing.T) {
 	reader := kernel.Actor{Kind: kernel.ActorAPIKey, ID: uuid.New(), WorkspaceID: ws, Scopes: kernel.ScopeRead}
 	for action, want := range map[policy.Action]bool{
 		policy.WorkspaceRead: true, policy.MemberList: true, policy.AuditRead: true, policy.WorkspaceUpdate: false,
-		policy.APIKeyManage: false,
+		policy.APIKeyManage: false, policy.InviteList: true, policy.TeamRead: true, policy.TeamManage: false,
 	} {
 		if got := policy.Can(reader, action, policy.Resource{Workspace: ws, Role: policy.Owner}); got != want {
 			t.Errorf("read key %s: %v, want %v", action, got, want)
@@ -92,6 +100,7 @@ func TestAPIKeysActByScopeInTheirWorkspaceOnly(t *testing.T) {
 		policy.WorkspaceRead: true, policy.WorkspaceUpdate: true, policy.MemberList: true, policy.AuditRead: true,
 		policy.WorkspaceDelete: false, policy.WorkspaceRestore: false, policy.WorkspaceTransfer: false,
 		policy.MemberChangeRole: false, policy.MemberRemove: false, policy.MemberLeave: false, policy.APIKeyManage: false,
+		policy.InviteList: true, policy.InviteManage: false, policy.TeamRead: true, policy.TeamManage: false,
 	} {
 		// A role smuggled into the resource changes nothing for a key.
 		if got := policy.Can(key, action, policy.Resource{Workspace: ws, Role: policy.Owner}); got != want {

@@ -5,10 +5,12 @@ run:
 	go run ./cmd/atrium
 
 # The whole suite with the race detector. PostgreSQL tests skip with one line
-# unless ATRIUM_TEST_POSTGRES_URL is set (see README); `make test-postgres`
-# sets it up on a machine with a local PostgreSQL.
+# unless ATRIUM_TEST_POSTGRES_URL is set, Redis tests unless
+# ATRIUM_TEST_REDIS_URL is (see README); `make test-postgres` sets both up on
+# a machine with a local PostgreSQL and redis-server.
 test:
 	@if [ -z "$$ATRIUM_TEST_POSTGRES_URL" ]; then echo "PostgreSQL tests will skip: set ATRIUM_TEST_POSTGRES_URL or run make test-postgres (see README)"; fi
+	@if [ -z "$$ATRIUM_TEST_REDIS_URL" ]; then echo "Redis tests will skip: set ATRIUM_TEST_REDIS_URL=redis://127.0.0.1:6379/15 or run make test-postgres (see README)"; fi
 	go test -race -count=1 ./...
 
 test-postgres:
@@ -20,5 +22,7 @@ vet:
 build:
 	go build -o bin/atrium ./cmd/atrium
 
+# The request spine (with session and API-key authentication), then logins
+# and a login flood; both print their baselines, ratios and targets.
 bench:
-	eval "$$(bash .ci/setup-services 2>/dev/null || true)" && go run ./bench/spine
+	eval "$$(bash .ci/setup-services 2>/dev/null || true)" && go run ./bench/spine && go run ./bench/login

@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 
 	"atrium/internal/kernel"
-	"atrium/internal/testkit"
 )
 
 // target is one scenario as the load generator sees it: a prebuilt request per
@@ -28,17 +27,17 @@ type target struct {
 	expect   [][]byte
 }
 
-// newTarget builds a target whose request for workspace id is GET base+path(id),
-// carrying the bearer header of that workspace on every scenario alike.
-func newTarget(name, base string, path func(id string) string, ids []uuid.UUID) (target, error) {
+// newTarget builds a target whose request for workspace ids[i] is
+// GET base+path(id), carrying the credential header auth(i) names.
+func newTarget(name, base string, path func(id string) string, ids []uuid.UUID, auth func(i int) (header, value string)) (target, error) {
 	t := target{name: name}
-	for _, id := range ids {
+	for i, id := range ids {
 		wsID := kernel.FormatID(kernel.PrefixWorkspace, id)
 		req, err := http.NewRequest(http.MethodGet, base+path(wsID), nil)
 		if err != nil {
 			return target{}, err
 		}
-		req.Header.Set("Authorization", testkit.KeyFor(id))
+		req.Header.Set(auth(i))
 		req.Header.Set("Accept", "application/json")
 		t.requests = append(t.requests, req)
 		t.expect = append(t.expect, []byte(`"id":"`+wsID+`"`))

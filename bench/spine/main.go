@@ -13,11 +13,18 @@
 //	      price of isolation itself; FULL − B1 is the price of Atrium.
 //	FULL  the real app (app.New, app.Run) with its whole middleware chain,
 //	      huma, the tenancy service and the store, access log formatted at
-//	      level info and thrown away.
+//	      level info and thrown away. Its caller is testkit.TestAuth, an API
+//	      key that costs no store read: FULL − B1 is the spine alone.
+//	FULL-session  the same app and request, authenticated by a real session
+//	      cookie (a person signed up, verified and logged in through the API,
+//	      owner of every workspace): the session read and the membership
+//	      read come on top of FULL.
+//	FULL-key  the same, with a real API key per workspace (created through
+//	      the API) sent as Authorization: Bearer: the key read comes on top.
 //
-// Each round runs the three in turn (warm-up, then measurement), B0, B1, FULL
-// and then FULL, B1, B0 in the next, so that drift on the machine that grows
-// steadily over the run falls on all three alike. Speed is
+// Each round runs the scenarios in turn (warm-up, then measurement), B0, B1,
+// FULL, FULL-session, FULL-key and then the reverse in the next, so that
+// drift on the machine that grows steadily over the run falls on all alike. Speed is
 // reported as ratios against the baselines with the targets beside them; a
 // slow machine never makes the run fail, only a broken one does (a scenario
 // that answers anything but 200 with the expected ID).
@@ -52,6 +59,10 @@ import (
 	"atrium/internal/testkit"
 )
 
+// scenarios are the targets in the order a round runs them and the tables
+// list them.
+var scenarios = []string{"B0", "B1", "FULL", "FULL-session", "FULL-key"}
+
 type options struct {
 	duration, warmup time.Duration
 	concurrency      int
@@ -71,7 +82,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured time per scenario per round")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each measured run")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent client connections")
-	flag.IntVar(&o.rounds, "rounds", 6, "times the B0, B1, FULL sequence repeats (more, shorter rounds even out a shared machine)")
+	flag.IntVar(&o.rounds, "rounds", 4, "times the sequence of scenarios repeats (more, shorter rounds even out a shared machine)")
 	flag.IntVar(&o.workspaces, "workspaces", 1000, "workspaces seeded; each request reads a random one")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the per-worker workspace sequences (the same for every scenario)")
 	flag.StringVar(&dialects, "dialects", "sqlite,postgres", "comma-separated store dialects to measure")
@@ -100,8 +111,8 @@ func main() {
 func run(ctx context.Context, o options, w io.Writer) error {
 	fmt.Fprintf(w, "atrium spine benchmark: GET one workspace by ID\n")
 	fmt.Fprintf(w, "machine: %s %s/%s, GOMAXPROCS=%d, NumCPU=%d\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU())
-	fmt.Fprintf(w, "load: %d keep-alive connections, %d round(s) of B0,B1,FULL (odd rounds reversed) × %s (warm-up %s each), %d workspaces, seed %d\n",
-		o.concurrency, o.rounds, o.duration, o.warmup, o.workspaces, o.seed)
+	fmt.Fprintf(w, "load: %d keep-alive connections, %d round(s) of %s (odd rounds reversed) × %s (warm-up %s each), %d workspaces, seed %d\n",
+		o.concurrency, o.rounds, strings.Join(scenarios, ","), o.duration, o.warmup, o.workspaces, o.seed)
 	fmt.Fprintf(w, "note: client and servers share this machine's CPUs, so the client's own cost per request is in every scenario\n")
 	failed := false
 	for _, name := range o.dialects {
@@ -191,7 +202,7 @@ func report(w io.Writer, dialect store.Dialect, notes []string, res map[string]*
 	ok := true
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "scenario\treq/s\tp50\tp99\tp99.9\tCPU µs/req\tallocs/req\tKiB/req\terrors\treq/s by round\t\n")
-	for _, name := range []string{"B0", "B1", "FULL"} {
+	for _, name := range scenarios {
 		s := res[name]
 		rounds := make([]string, len(s.perRound))
 		for i, v := range s.perRound {
@@ -205,7 +216,7 @@ func report(w io.Writer, dialect store.Dialect, notes []string, res map[string]*
 		}
 	}
 	tw.Flush()
-	for _, name := range []string{"B0", "B1", "FULL"} {
+	for _, name := range scenarios {
 		if s := res[name]; s.errors > 0 {
 			fmt.Fprintf(w, "FAILED %s: %d of %d requests failed; first: %s\n", name, s.errors, s.requests, s.firstErr)
 		}
@@ -213,22 +224,25 @@ func report(w io.Writer, dialect store.Dialect, notes []string, res map[string]*
 	fmt.Fprintf(w, "(CPU, allocs and KiB per request count this whole process, load generator included, and not the database server:\n compare them between rows; they stay steady when other work on the machine moves req/s)\n")
 	printRatios(w, res)
 	fmt.Fprintf(w, "targets:\n")
-	full := res["FULL"]
+	full, b1 := res["FULL"], res["B1"]
 	if dialect == store.Postgres {
-		b1 := res["B1"]
 		verdict(w, "FULL throughput ≥ 0.80× B1", full.throughput()/b1.throughput(), 0.80, true, ok)
 		verdict(w, "FULL p99        ≤ 1.50× B1", ratio(full.percentile(99), b1.percentile(99)), 1.50, false, ok)
 	} else {
 		verdict(w, "FULL throughput ≥ 0.80× B0", full.throughput()/res["B0"].throughput(), 0.80, true, ok)
 	}
+	// Issue 3: real authentication, one store round trip at most on top.
+	verdict(w, "FULL-session throughput ≥ 0.75× B1", res["FULL-session"].throughput()/b1.throughput(), 0.75, true, ok)
+	verdict(w, "FULL-key throughput     ≥ 0.75× B1", res["FULL-key"].throughput()/b1.throughput(), 0.75, true, ok)
 	return ok
 }
 
-// printRatios prints FULL/B1, FULL/B0 and B1/B0 over the whole run, with the
+// printRatios prints FULL/B1, FULL/B0, B1/B0 and the authenticated
+// scenarios against B1 and FULL over the whole run, with the
 // throughput ratio of each round beside them so that noise shows.
 func printRatios(w io.Writer, res map[string]*sample) {
-	fmt.Fprintf(w, "ratios    throughput  p99     CPU/req  throughput by round\n")
-	for _, p := range [][2]string{{"FULL", "B1"}, {"FULL", "B0"}, {"B1", "B0"}} {
+	fmt.Fprintf(w, "ratios             throughput  p99     CPU/req  throughput by round\n")
+	for _, p := range [][2]string{{"FULL", "B1"}, {"FULL", "B0"}, {"B1", "B0"}, {"FULL-session", "B1"}, {"FULL-key", "B1"}, {"FULL-session", "FULL"}} {
 		a, b := res[p[0]], res[p[1]]
 		var rounds []string
 		var values []float64
@@ -236,7 +250,7 @@ func printRatios(w io.Writer, res map[string]*sample) {
 			values = append(values, a.perRound[i]/b.perRound[i])
 			rounds = append(rounds, fmt.Sprintf("%.2f", values[i]))
 		}
-		fmt.Fprintf(w, "  %-4s/%-2s  %5.2f×     %5.2f×  %5.2f×   %s  (median %.2f)\n", p[0], p[1], a.throughput()/b.throughput(),
+		fmt.Fprintf(w, "  %-12s/%-4s  %5.2f×     %5.2f×  %5.2f×   %s  (median %.2f)\n", p[0], p[1], a.throughput()/b.throughput(),
 			ratio(a.percentile(99), b.percentile(99)), a.cpuPerRequest()/b.cpuPerRequest(), strings.Join(rounds, " "), median(values))
 	}
 }

@@ -100,7 +100,7 @@ func registerAccount(api huma.API, acc *account.Service, ids *identity.Service) 
 			"and ends every other session. An account without a password (magic-link only) sets one without " +
 			"`current_password`, with a recent authentication.",
 	}, func(ctx context.Context, in *changePasswordInput) (*struct{}, error) {
-		if _, err := personFrom(ctx); err != nil {
+		if _, err := sessionPersonFrom(ctx); err != nil {
 			return nil, err
 		}
 		return nil, acc.ChangePassword(ctx, in.Body.CurrentPassword, in.Body.NewPassword)
@@ -136,7 +136,7 @@ func registerAccountDeletion(api huma.API, acc *account.Service, tags []string, 
 			"only member are soft-deleted, every membership ends, sessions, tokens, links and MFA end, and my name and " +
 			"address are anonymised (\"Deleted user\"); audit entries stay. Clears the session cookie.",
 	}, func(ctx context.Context, in *deleteMeInput) (*logoutOutput, error) {
-		if _, err := personFrom(ctx); err != nil {
+		if _, err := sessionPersonFrom(ctx); err != nil {
 			return nil, err
 		}
 		confirm := ""

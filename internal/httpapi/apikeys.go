@@ -83,7 +83,8 @@ func registerAPIKeys(api huma.API, svc *identity.Service, cursors *cursor.Signer
 		OperationID: "create-api-key", Method: http.MethodPost, Path: "/api/v1/workspaces/{workspace_id}/api-keys",
 		Summary: "Create an API key", Tags: tags, Security: userSecurity, DefaultStatus: http.StatusCreated,
 		Description: "Owners and admins with a verified email address. The answer carries the secret, once. " +
-			"`read` lets the key read the workspace, its members and its audit log; `write` also lets it rename the workspace.",
+			"`read` lets the key read the workspace, its members and its audit log; `write` also lets it rename the workspace." +
+			recentAuthNote,
 		Errors: append(errs, http.StatusBadRequest),
 	}, func(ctx context.Context, in *createAPIKeyInput) (*createdAPIKeyOutput, error) {
 		res, err := resourceFrom(ctx)

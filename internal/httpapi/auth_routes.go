@@ -271,3 +271,16 @@ func personFrom(ctx context.Context) (kernel.Actor, error) {
 	}
 	return actor, nil
 }
+
+// sessionPersonFrom is personFrom for the routes that change how a person
+// signs in (password, second factor, re-authentication, account deletion):
+// only a browser session may use them. A personal access token acts for its
+// person elsewhere, but one that leaked must not be able to change the
+// credentials that would let the owner take the account back.
+func sessionPersonFrom(ctx context.Context) (kernel.Actor, error) {
+	actor, err := personFrom(ctx)
+	if err == nil && actor.Via != kernel.ViaCookie {
+		err = &kernel.Error{Code: kernel.CodeForbidden, Message: "only a signed-in browser session can change how you sign in; tokens cannot"}
+	}
+	return actor, err
+}

@@ -118,7 +118,7 @@ func registerMFA(api huma.API, svc *identity.Service) {
 			"409 when MFA is already on." + recentAuthNote,
 		Errors: append(errs, http.StatusConflict),
 	}, func(ctx context.Context, _ *struct{}) (*totpEnrolmentOutput, error) {
-		if _, err := personFrom(ctx); err != nil {
+		if _, err := sessionPersonFrom(ctx); err != nil {
 			return nil, err
 		}
 		e, err := svc.StartTOTP(ctx)
@@ -136,7 +136,7 @@ func registerMFA(api huma.API, svc *identity.Service) {
 			"409 when no enrolment is pending.",
 		Errors: append(errs, http.StatusBadRequest, http.StatusConflict),
 	}, func(ctx context.Context, in *mfaCodeInput) (*backupCodesOutput, error) {
-		if _, err := personFrom(ctx); err != nil {
+		if _, err := sessionPersonFrom(ctx); err != nil {
 			return nil, err
 		}
 		codes, err := svc.ConfirmTOTP(ctx, in.Body.Code)
@@ -157,7 +157,7 @@ func registerMFAChanges(api huma.API, svc *identity.Service, tags []string, errs
 			"session. 404 when there is neither." + recentAuthNote,
 		Errors: append(errs, http.StatusNotFound),
 	}, func(ctx context.Context, _ *struct{}) (*struct{}, error) {
-		if _, err := personFrom(ctx); err != nil {
+		if _, err := sessionPersonFrom(ctx); err != nil {
 			return nil, err
 		}
 		return nil, svc.DisableTOTP(ctx)
@@ -169,7 +169,7 @@ func registerMFAChanges(api huma.API, svc *identity.Service, tags []string, errs
 			"409 when MFA is off." + recentAuthNote,
 		Errors: append(errs, http.StatusConflict),
 	}, func(ctx context.Context, _ *struct{}) (*backupCodesOutput, error) {
-		if _, err := personFrom(ctx); err != nil {
+		if _, err := sessionPersonFrom(ctx); err != nil {
 			return nil, err
 		}
 		codes, err := svc.RegenerateBackupCodes(ctx)
@@ -210,7 +210,7 @@ func registerSecondStep(api huma.API, svc *identity.Service) {
 			"A wrong password or code gets one 401.",
 		Errors: []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden},
 	}, func(ctx context.Context, in *reauthInput) (*reauthOutput, error) {
-		if _, err := personFrom(ctx); err != nil {
+		if _, err := sessionPersonFrom(ctx); err != nil {
 			return nil, err
 		}
 		sess, token, err := svc.Reauthenticate(ctx, in.Body.Password, in.Body.Code)

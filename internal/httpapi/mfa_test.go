@@ -278,6 +278,18 @@ func TestRecentAuthentication(t *testing.T) {
 		if r := call(t, f.url, "POST", "/api/v1/auth/reauthenticate", bearer(pat), `{"password": "`+goodPassword+`"}`); r.status != http.StatusForbidden {
 			t.Fatalf("re-authenticate with a token: %d %s", r.status, r.raw)
 		}
+		// Nor may a token change how its person signs in, even knowing the password.
+		for _, c := range []struct{ method, path, body string }{
+			{"POST", "/api/v1/me/password", `{"current_password": "` + goodPassword + `", "new_password": "a brand new long passphrase"}`},
+			{"POST", "/api/v1/me/mfa/totp/confirm", `{"code": "123456"}`},
+			{"DELETE", "/api/v1/me", ""},
+		} {
+			r := call(t, f.url, c.method, c.path, bearer(pat), c.body)
+			assertEnvelope(t, r, http.StatusForbidden, kernel.CodeForbidden)
+		}
+		if r := call(t, f.url, "POST", "/api/v1/auth/login", nil, `{"email": "ada@example.com", "password": "`+goodPassword+`"}`); r.status != 200 {
+			t.Fatalf("the password must be unchanged: %d %s", r.status, r.raw)
+		}
 		if r := call(t, f.url, "DELETE", "/api/v1/workspaces/"+wsID, fresh, ""); r.status != 200 {
 			t.Fatalf("delete the workspace after re-authenticating: %d %s", r.status, r.raw)
 		}

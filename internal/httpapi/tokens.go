@@ -78,7 +78,7 @@ func registerTokens(api huma.API, svc *identity.Service, cursors *cursor.Signer)
 	huma.Register(api, huma.Operation{
 		OperationID: "create-my-token", Method: http.MethodPost, Path: "/api/v1/me/tokens", Tags: tags,
 		Summary: "Create a personal access token", Security: userSecurity, DefaultStatus: http.StatusCreated,
-		Description: "Needs a session: a token cannot create tokens. The answer carries the secret, once.",
+		Description: "Needs a session: a token cannot create tokens. The answer carries the secret, once." + recentAuthNote,
 		Errors:      append(errs, http.StatusBadRequest),
 	}, func(ctx context.Context, in *createPATInput) (*createdPATOutput, error) {
 		var only uuid.UUID

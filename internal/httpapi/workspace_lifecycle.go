@@ -23,7 +23,7 @@ func registerWorkspaceLifecycle(api huma.API, svc *tenancy.Service, tags []strin
 		OperationID: "delete-workspace", Method: http.MethodDelete, Path: "/api/v1/workspaces/{workspace_id}",
 		Summary: "Delete a workspace", Tags: tags, Security: userSecurity, Errors: errs,
 		Description: "Owners only. A soft delete: the workspace stays readable, answers writes with 403 " +
-			"`workspace_inactive`, and can be restored for 30 days (`restorable_until`).",
+			"`workspace_inactive`, and can be restored for 30 days (`restorable_until`)." + recentAuthNote,
 	}, func(ctx context.Context, _ *workspacePath) (*workspaceOutput, error) {
 		res, err := resourceFrom(ctx)
 		if err != nil {

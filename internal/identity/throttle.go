@@ -238,17 +238,18 @@ func (s *Service) loginSucceeded(ctx context.Context, normalized string) {
 	}
 }
 
-// clearLoginLimits forgets every brute-force counter of the address (failed
-// passwords, the lockout and its count) and of the account (MFA codes,
-// re-authentication) after its owner proved they read its mail: a password
-// reset or a magic-link login. Failures are logged, not returned.
+// clearLoginLimits forgets the password counters of the address (failed
+// passwords, the lockout and its count) after its owner proved they read its
+// mail: a password reset or a magic-link login. The MFA and re-authentication
+// counters stay: reading the mailbox proves nothing about the second factor,
+// so someone holding the mailbox must not win fresh guesses at the code.
+// Failures are logged, not returned.
 func (s *Service) clearLoginLimits(ctx context.Context, u User) {
 	normalized, err := NormalizeEmail(u.Email)
 	if err != nil {
 		normalized = u.Email
 	}
-	keys := []string{accountKey("acct", normalized), accountKey("lock", normalized), accountKey("lockouts", normalized),
-		mfaLimitKey(u.ID), reauthKey(u.ID)}
+	keys := []string{accountKey("acct", normalized), accountKey("lock", normalized), accountKey("lockouts", normalized)}
 	for _, k := range keys {
 		if err := s.limiter.Reset(ctx, k); err != nil {
 			s.logger.ErrorContext(ctx, "reset login limits", "user_id", apiUserID(u.ID), "error", err.Error())

@@ -9,7 +9,7 @@ import (
 // RecentAuthWindow is how long after proving who they are (a login, or
 // POST /api/v1/auth/reauthenticate) a person may take the privileged actions:
 // changing their email address or second factor, creating API keys and
-// personal access tokens, deleting a workspace. GitHub's "sudo mode" and
+// personal access tokens, deleting a workspace or their own account. GitHub's "sudo mode" and
 // Stripe's dashboard ask again on the same kind of bound; 15 minutes keeps a
 // borrowed, unlocked laptop from being enough.
 const RecentAuthWindow = 15 * time.Minute

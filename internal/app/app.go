@@ -24,6 +24,7 @@ import (
 	"atrium/internal/httpapi/cursor"
 	"atrium/internal/idempotency"
 	"atrium/internal/identity"
+	"atrium/internal/identity/authcache"
 	"atrium/internal/identity/password"
 	"atrium/internal/kernel"
 	"atrium/internal/mail"
@@ -61,6 +62,9 @@ type App struct {
 	Logger   *slog.Logger
 	DB       store.SystemDB
 	Services Services
+	// AuthCache keeps sessions, bearer secrets and roles for a few seconds;
+	// tests watch it.
+	AuthCache *authcache.Cache
 
 	handler  http.Handler
 	server   *http.Server
@@ -110,6 +114,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	}
 	a.DB = db
 	a.closers = append(a.closers, func(context.Context) error { return db.Close() })
+	authCache, closeAuthCache := newAuthCache(db, clock, logger)
+	a.AuthCache = authCache
+	a.closers = append(a.closers, closeAuthCache)
 
 	secret, err := config.EnsureSecret(cfg, logger)
 	if err != nil {
@@ -137,10 +144,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		return nil, err
 	}
 	a.closers = append(a.closers, closeLimiter)
-	if a.Services.Identity, err = newIdentity(cfg, opts, clock, db, mailer.mailer, logger, deriveKey(secret, "atrium/mfa/v1"), limiter); err != nil {
+	if a.Services.Identity, err = newIdentity(cfg, opts, clock, db, mailer.mailer, logger, deriveKey(secret, "atrium/mfa/v1"), limiter, authCache); err != nil {
 		return nil, err
 	}
-	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity)
+	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity).WithAuthCache(authCache)
 	a.Services.Account = account.New(a.Services.Identity, a.Services.Workspaces, clock)
 	a.handler = httpapi.NewHandler(httpapi.Deps{
 		Logger:       logger,
@@ -265,7 +272,7 @@ func (a *App) Close() error {
 // newIdentity builds the identity service, sending through mailer. mfaKey
 // seals TOTP secrets at rest; limiter counts login attempts.
 func newIdentity(cfg config.Config, opts Options, clock kernel.Clock, db store.DB, mailer mail.Mailer, logger *slog.Logger,
-	mfaKey []byte, limiter ratelimit.Limiter) (*identity.Service, error) {
+	mfaKey []byte, limiter ratelimit.Limiter, authCache *authcache.Cache) (*identity.Service, error) {
 	params := password.DefaultParams()
 	if opts.PasswordParams != nil {
 		params = *opts.PasswordParams
@@ -285,7 +292,7 @@ func newIdentity(cfg config.Config, opts Options, clock kernel.Clock, db store.D
 		DB: db, Hasher: password.New(params, 0), Mailer: mailer, Templates: templates,
 		BaseURL: cfg.BaseURL, Logger: logger,
 		IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime, Clock: clock, MFAKey: mfaKey,
-		Limiter: limiter, LoginLimits: loginLimits,
+		Limiter: limiter, LoginLimits: loginLimits, AuthCache: authCache,
 	})
 }
 

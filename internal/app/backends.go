@@ -17,6 +17,7 @@ import (
 
 	"atrium/internal/config"
 	"atrium/internal/httpapi"
+	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
 	"atrium/internal/mail"
 	"atrium/internal/mail/devmail"
@@ -88,6 +89,32 @@ func preparePostgres(ctx context.Context, cfg config.Config, db *pgstore.DB, log
 		return errors.New("refusing to start in production: " + strings.Join(risks, "; "))
 	}
 	return nil
+}
+
+// newAuthCache builds the cache of sessions, bearer secrets and roles (see
+// package authcache) with the invalidation source that matches the store,
+// chosen here next to it: SQLite's auth epoch, read before each lookup, or
+// PostgreSQL's notifications, through a listener that runs until the
+// returned close. Another store gets no cache (nil reads the store always).
+func newAuthCache(db store.SystemDB, clock kernel.Clock, logger *slog.Logger) (*authcache.Cache, func(context.Context) error) {
+	switch db := db.(type) {
+	case *sqlitestore.DB:
+		return authcache.New(authcache.Options{Clock: clock, Epoch: db, Logger: logger}), func(context.Context) error { return nil }
+	case *pgstore.DB:
+		cache := authcache.New(authcache.Options{Clock: clock, Logger: logger})
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			db.ListenAuth(ctx, cache)
+		}()
+		return cache, func(context.Context) error {
+			stop()
+			<-done
+			return nil
+		}
+	}
+	return nil, func(context.Context) error { return nil }
 }
 
 // newLimiter is the one place the rate-limit backend is chosen: Redis when

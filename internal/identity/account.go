@@ -103,6 +103,7 @@ type PasswordChange struct {
 // unknown or deleted account; ctx.Err() if ctx ends while waiting to hash; or
 // the store's error.
 func (s *Service) ChangePassword(ctx context.Context, c PasswordChange) error {
+	defer s.forgetUser(c.UserID)
 	var u User
 	var oldHash string
 	err := s.db.ReadTx(ctx, func(tx store.Tx) error {
@@ -194,6 +195,7 @@ func (s *Service) checkCurrent(ctx context.Context, c PasswordChange, hash strin
 // an interrupted deletion can be retried. It returns not_found for an
 // unknown account, or the store's error.
 func (s *Service) DeleteAccount(ctx context.Context, userID uuid.UUID) error {
+	defer s.forgetUser(userID)
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		now := tx.Now()
 		n, err := tx.Exec(ctx, anonymiseUserSQL, userID, DeletedName, deletedEmail(userID), now)

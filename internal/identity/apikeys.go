@@ -10,6 +10,7 @@ import (
 
 	"atrium/internal/audit"
 	"atrium/internal/events"
+	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 	"atrium/internal/tenancy/policy"
@@ -181,6 +182,7 @@ func (s *Service) ListAPIKeys(ctx context.Context, res policy.Resource, after *T
 // key does not exist, belongs to another workspace or is already revoked, or
 // the store's error.
 func (s *Service) RevokeAPIKey(ctx context.Context, res policy.Resource, id uuid.UUID) error {
+	defer s.forget(authcache.KeyTag(id))
 	if err := policy.Check(kernel.ActorFrom(ctx), policy.APIKeyManage, res); err != nil {
 		return err
 	}
@@ -201,7 +203,7 @@ func (s *Service) RevokeAPIKey(ctx context.Context, res policy.Resource, id uuid
 }
 
 // authenticateAPIKey reads the key in the workspace its secret names, in one
-// round trip, and returns its actor. At most once a minute per key it also
+// round trip or none when the auth cache holds it, and returns its actor. At most once a minute per key it also
 // records the use. It returns the generic unauthenticated error for a
 // malformed, unknown, revoked or expired key, or the store's error.
 func (s *Service) authenticateAPIKey(ctx context.Context, secret string) (kernel.Actor, error) {
@@ -209,7 +211,9 @@ func (s *Service) authenticateAPIKey(ctx context.Context, secret string) (kernel
 	if !ok {
 		return kernel.Actor{}, errBadBearer()
 	}
-	key, err := scanAPIKey(s.db.WorkspaceRow(ctx, workspaceID, selectAPIKeyByHashSQL, hashToken(secret), workspaceID))
+	hash := hashToken(secret)
+	ticket, cached := s.cache.Begin(ctx)
+	key, err := s.readAPIKey(ctx, ticket, cached, workspaceID, hash)
 	if kernel.IsCode(err, kernel.CodeNotFound) {
 		return kernel.Actor{}, errBadBearer()
 	}
@@ -220,16 +224,38 @@ func (s *Service) authenticateAPIKey(ctx context.Context, secret string) (kernel
 	if !usable(now, key.ExpiresAt, key.RevokedAt) {
 		return kernel.Actor{}, errBadBearer()
 	}
-	if stale(now, key.LastUsedAt) {
-		s.touchAPIKey(ctx, key)
+	if stale(now, key.LastUsedAt) && s.touchAPIKey(ctx, key) && cached {
+		key.LastUsedAt = &now
+		s.cache.Update(ticket, apiKeyCacheKey(hash), key)
 	}
 	return kernel.Actor{Kind: kernel.ActorAPIKey, ID: key.ID, Via: kernel.ViaBearer, WorkspaceID: key.WorkspaceID,
 		Scopes: key.Scopes}, nil
 }
 
+// readAPIKey returns the key of workspaceID whose secret hashes to hash: from
+// the cache when cached is true and it holds it, else in one round trip,
+// caching an unrevoked key until its expiry at the latest. It returns
+// not_found or the store's error, neither cached.
+func (s *Service) readAPIKey(ctx context.Context, ticket authcache.Ticket, cached bool, workspaceID uuid.UUID, hash string) (APIKey, error) {
+	cacheKey := apiKeyCacheKey(hash)
+	if cached {
+		if v, ok := s.cache.Get(cacheKey); ok {
+			return v.(APIKey), nil
+		}
+	}
+	key, err := scanAPIKey(s.db.WorkspaceRow(ctx, workspaceID, selectAPIKeyByHashSQL, hash, workspaceID))
+	if err == nil && cached && key.RevokedAt == nil {
+		s.cache.Put(ticket, cacheKey, key, expiryOrNever(key.ExpiresAt), authcache.KeyTag(key.ID))
+	}
+	return key, err
+}
+
+func apiKeyCacheKey(hash string) string { return "api_key/" + hash }
+
 // touchAPIKey records that the key was used now. A failure is logged and
-// otherwise ignored: the request it serves is valid.
-func (s *Service) touchAPIKey(ctx context.Context, key APIKey) {
+// otherwise ignored: the request it serves is valid. It reports whether the
+// write succeeded.
+func (s *Service) touchAPIKey(ctx context.Context, key APIKey) bool {
 	err := s.db.InWorkspace(ctx, key.WorkspaceID, func(tx store.Tx) error {
 		_, err := tx.Exec(ctx, touchAPIKeySQL, key.ID, tx.Now(), key.WorkspaceID, tx.Now().Add(-touchInterval))
 		return err
@@ -238,6 +264,7 @@ func (s *Service) touchAPIKey(ctx context.Context, key APIKey) {
 		s.logger.WarnContext(ctx, "record API key use", "api_key_id", kernel.FormatID(kernel.PrefixAPIKey, key.ID),
 			"error", err.Error())
 	}
+	return err == nil
 }
 
 func scanAPIKey(row store.Row) (APIKey, error) {

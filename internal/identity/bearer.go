@@ -110,6 +110,15 @@ func stale(now time.Time, lastUsedAt *time.Time) bool {
 	return lastUsedAt == nil || now.Sub(*lastUsedAt) >= touchInterval
 }
 
+// expiryOrNever is expiresAt, or the zero time (no bound but the auth
+// cache's own TTL) for a secret that never expires.
+func expiryOrNever(expiresAt *time.Time) time.Time {
+	if expiresAt == nil {
+		return time.Time{}
+	}
+	return *expiresAt
+}
+
 // validExpiry returns an invalid *kernel.Error naming expires_at unless it is
 // nil or after now.
 func validExpiry(now time.Time, expiresAt *time.Time) error {

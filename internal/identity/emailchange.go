@@ -147,6 +147,7 @@ func (s *Service) ConfirmEmailChange(ctx context.Context, token string) (User, e
 		return User{}, errBadLink()
 	}
 	var u User
+	defer func() { s.forgetUser(u.ID) }()
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		c, err := useEmailChange(ctx, tx, token)
 		if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"atrium/internal/identity/authcache"
 	"atrium/internal/identity/password"
 	"atrium/internal/kernel"
 	"atrium/internal/mail"
@@ -108,6 +109,10 @@ type Config struct {
 	// derived from the app secret. Without it, enrolling in MFA fails
 	// (internal) and accounts that have MFA cannot answer their challenge.
 	MFAKey []byte
+	// AuthCache, when set, keeps sessions, API keys and personal access
+	// tokens for a few seconds so most requests authenticate without a store
+	// read; nil reads the store every time.
+	AuthCache *authcache.Cache
 }
 
 // Service holds the identity rules. It is safe for concurrent use.
@@ -124,6 +129,7 @@ type Service struct {
 	limiter   ratelimit.Limiter
 	limits    LoginLimits
 	mfaKey    []byte
+	cache     *authcache.Cache
 }
 
 // NewService returns a Service built from cfg. It returns an error if a
@@ -164,7 +170,7 @@ func NewService(cfg Config) (*Service, error) {
 	return &Service{
 		clock: cfg.Clock, db: cfg.DB, hasher: cfg.Hasher, mailer: cfg.Mailer, templates: cfg.Templates,
 		baseURL: base, logger: cfg.Logger, idle: cfg.IdleTimeout, lifetime: cfg.Lifetime, limiter: cfg.Limiter,
-		limits: limits, mfaKey: bytes.Clone(cfg.MFAKey),
+		limits: limits, mfaKey: bytes.Clone(cfg.MFAKey), cache: cfg.AuthCache,
 	}, nil
 }
 
@@ -174,4 +180,22 @@ func (s *Service) link(path string, query url.Values) string {
 	u.Path = path
 	u.RawQuery = query.Encode()
 	return u.String()
+}
+
+// forget drops the auth cache's entries tagged tag on this node, at once. The
+// database's triggers tell every node (this one included) the same a moment
+// later; the revoking node forgets synchronously as well, so that a request
+// following a logout or a revocation on the same node never sees the old
+// entry. A missed call here costs only that moment, never correctness.
+func (s *Service) forget(tag string) {
+	if s.cache != nil {
+		s.cache.Invalidate(tag)
+	}
+}
+
+// forgetUser forgets every cached session, token and role of the person.
+func (s *Service) forgetUser(id uuid.UUID) {
+	if id != uuid.Nil {
+		s.forget(authcache.UserTag(id))
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"atrium/internal/audit"
+	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 )
@@ -212,6 +213,7 @@ func (s *Service) openSession(ctx context.Context, tx store.Tx, u User, client k
 // Logout ends the session. Ending a session that has already ended does
 // nothing and is not an error. It returns the store's error.
 func (s *Service) Logout(ctx context.Context, id uuid.UUID) error {
+	defer s.forget(authcache.SessionTag(id))
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		n, err := tx.Exec(ctx, endSessionSQL, id, tx.Now())
 		if err != nil || n == 0 {

@@ -139,6 +139,7 @@ func (s *Service) StartTOTP(ctx context.Context) (TOTPEnrolment, error) {
 // no pending enrolment (none started, or MFA already on), invalid on field
 // "code" for a wrong code, or the store's error.
 func (s *Service) ConfirmTOTP(ctx context.Context, code string) ([]string, error) {
+	defer s.forgetUser(kernel.ActorFrom(ctx).ID)
 	actor := kernel.ActorFrom(ctx)
 	if actor.Kind != kernel.ActorUser {
 		return nil, &kernel.Error{Code: kernel.CodeForbidden, Message: "only a signed-in person can do this"}
@@ -181,6 +182,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, code string) ([]string, error
 // authenticated recently, not_found when there is neither MFA nor a pending
 // enrolment, or the store's error.
 func (s *Service) DisableTOTP(ctx context.Context) error {
+	defer s.forgetUser(kernel.ActorFrom(ctx).ID)
 	actor := kernel.ActorFrom(ctx)
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		if err := policy.RequireRecentAuth(actor, tx.Now()); err != nil {
@@ -213,6 +215,7 @@ func (s *Service) DisableTOTP(ctx context.Context) error {
 // returns reauthentication_required unless the actor is a session that
 // authenticated recently, conflict when MFA is off, or the store's error.
 func (s *Service) RegenerateBackupCodes(ctx context.Context) ([]string, error) {
+	defer s.forgetUser(kernel.ActorFrom(ctx).ID)
 	actor := kernel.ActorFrom(ctx)
 	var codes []string
 	err := s.db.Tx(ctx, func(tx store.Tx) error {

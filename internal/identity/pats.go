@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"atrium/internal/audit"
+	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 	"atrium/internal/tenancy/policy"
@@ -125,6 +126,7 @@ func (s *Service) ListPATs(ctx context.Context, userID uuid.UUID, after *TokenPo
 // not_found when the token does not exist, is someone else's or is already
 // revoked, or the store's error.
 func (s *Service) RevokePAT(ctx context.Context, userID, id uuid.UUID) error {
+	defer s.forgetUser(userID)
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		n, err := tx.Exec(ctx, revokePATSQL, id, userID, tx.Now())
 		if err != nil {
@@ -143,7 +145,8 @@ func (s *Service) RevokePAT(ctx context.Context, userID, id uuid.UUID) error {
 	return nil
 }
 
-// authenticatePAT reads the token in one platform read (one round trip) and returns its
+// authenticatePAT reads the token in one platform read (one round trip, none
+// when the auth cache holds it) and returns its
 // person, confined to its workspace when it has one. At most once a minute
 // per token it also records the use. It returns the generic unauthenticated
 // error for a malformed, unknown, revoked or expired token, or the store's
@@ -152,7 +155,9 @@ func (s *Service) authenticatePAT(ctx context.Context, secret string) (kernel.Ac
 	if !parsePAT(secret) {
 		return kernel.Actor{}, errBadBearer()
 	}
-	pat, err := scanPAT(s.db.PlatformRow(ctx, selectPATByHashSQL, hashToken(secret)))
+	hash := hashToken(secret)
+	ticket, cached := s.cache.Begin(ctx)
+	pat, err := s.readPAT(ctx, ticket, cached, hash)
 	if kernel.IsCode(err, kernel.CodeNotFound) {
 		return kernel.Actor{}, errBadBearer()
 	}
@@ -163,15 +168,37 @@ func (s *Service) authenticatePAT(ctx context.Context, secret string) (kernel.Ac
 	if !usable(now, pat.ExpiresAt, pat.RevokedAt) {
 		return kernel.Actor{}, errBadBearer()
 	}
-	if stale(now, pat.LastUsedAt) {
-		s.touchPAT(ctx, pat.ID)
+	if stale(now, pat.LastUsedAt) && s.touchPAT(ctx, pat.ID) && cached {
+		pat.LastUsedAt = &now
+		s.cache.Update(ticket, patCacheKey(hash), pat)
 	}
 	return kernel.Actor{Kind: kernel.ActorUser, ID: pat.UserID, Via: kernel.ViaBearer, OnlyWorkspace: pat.OnlyWorkspace}, nil
 }
 
+// readPAT returns the token whose secret hashes to hash: from the cache when
+// cached is true and it holds it, else in one platform read, caching an
+// unrevoked token until its expiry at the latest. It returns not_found or
+// the store's error, neither cached.
+func (s *Service) readPAT(ctx context.Context, ticket authcache.Ticket, cached bool, hash string) (PAT, error) {
+	key := patCacheKey(hash)
+	if cached {
+		if v, ok := s.cache.Get(key); ok {
+			return v.(PAT), nil
+		}
+	}
+	pat, err := scanPAT(s.db.PlatformRow(ctx, selectPATByHashSQL, hash))
+	if err == nil && cached && pat.RevokedAt == nil {
+		s.cache.Put(ticket, key, pat, expiryOrNever(pat.ExpiresAt), authcache.PATTag(pat.ID), authcache.UserTag(pat.UserID))
+	}
+	return pat, err
+}
+
+func patCacheKey(hash string) string { return "pat/" + hash }
+
 // touchPAT records that the token was used now. A failure is logged and
-// otherwise ignored: the request it serves is valid.
-func (s *Service) touchPAT(ctx context.Context, id uuid.UUID) {
+// otherwise ignored: the request it serves is valid. It reports whether the
+// write succeeded.
+func (s *Service) touchPAT(ctx context.Context, id uuid.UUID) bool {
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		_, err := tx.Exec(ctx, touchPATSQL, id, tx.Now(), tx.Now().Add(-touchInterval))
 		return err
@@ -179,6 +206,7 @@ func (s *Service) touchPAT(ctx context.Context, id uuid.UUID) {
 	if err != nil {
 		s.logger.WarnContext(ctx, "record token use", "token_id", kernel.FormatID(kernel.PrefixPAT, id), "error", err.Error())
 	}
+	return err == nil
 }
 
 func scanPAT(row store.Row) (PAT, error) {

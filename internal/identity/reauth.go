@@ -42,6 +42,7 @@ func errReauthFailed() error {
 // code (audited, user.reauthentication_failed); unauthenticated when the
 // session has ended meanwhile; or the store's error.
 func (s *Service) Reauthenticate(ctx context.Context, pw, code string) (Session, string, error) {
+	defer s.forgetUser(kernel.ActorFrom(ctx).ID)
 	actor := kernel.ActorFrom(ctx)
 	if actor.Kind != kernel.ActorUser || actor.Via != kernel.ViaCookie || actor.SessionID == uuid.Nil {
 		return Session{}, "", &kernel.Error{Code: kernel.CodeForbidden, Message: "re-authentication needs a signed-in session"}

@@ -68,6 +68,7 @@ func (s *Service) ResetPassword(ctx context.Context, token, pw string) (User, er
 	if err != nil {
 		return User{}, err
 	}
+	defer s.forgetUser(u.ID)
 	if err := password.Check(pw, u.Email); err != nil {
 		return User{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"atrium/internal/audit"
+	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 )
@@ -40,7 +41,8 @@ func errSessionEnded() error {
 
 // Authenticate returns the actor a session token stands for (a user, via a
 // cookie, carrying the session's ID) and the session. It costs one store
-// round trip (store.DB.PlatformRow); at most once a minute per session it
+// round trip (store.DB.PlatformRow), or none when the auth cache holds the
+// session; at most once a minute per session it
 // also writes, to push the idle expiry forward. It returns an unauthenticated *kernel.Error if the token is
 // malformed or unknown, or its session is revoked, idle for longer than the
 // idle timeout or older than the lifetime; or the store's error.
@@ -48,8 +50,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (kernel.Actor,
 	if !wellFormed(token) {
 		return kernel.Actor{}, Session{}, errSessionEnded()
 	}
-	// One round trip: a platform read needs no transaction of its own.
-	sess, err := scanSession(s.db.PlatformRow(ctx, selectSessionByHashSQL, hashToken(token)))
+	hash := hashToken(token)
+	ticket, cached := s.cache.Begin(ctx)
+	sess, err := s.readSession(ctx, ticket, cached, hash)
 	if kernel.IsCode(err, kernel.CodeNotFound) {
 		return kernel.Actor{}, Session{}, errSessionEnded()
 	}
@@ -60,18 +63,47 @@ func (s *Service) Authenticate(ctx context.Context, token string) (kernel.Actor,
 	if !sess.ActiveAt(now) {
 		return kernel.Actor{}, Session{}, errSessionEnded()
 	}
-	if now.Sub(sess.LastSeenAt) >= touchInterval {
-		s.touch(ctx, &sess)
+	if now.Sub(sess.LastSeenAt) >= touchInterval && s.touch(ctx, &sess) && cached {
+		// Whether this node or another wrote it, last_seen_at is recent now:
+		// the cached copy must not make every request write again.
+		recent := sess
+		if recent.LastSeenAt.Before(now) {
+			recent.LastSeenAt = now
+		}
+		s.cache.Update(ticket, sessionCacheKey(hash), recent)
 	}
 	actor := kernel.Actor{Kind: kernel.ActorUser, ID: sess.UserID, Via: kernel.ViaCookie, SessionID: sess.ID,
 		AuthenticatedAt: sess.ReauthenticatedAt}
 	return actor, sess, nil
 }
 
+// readSession returns the session whose token hashes to hash: from the cache
+// when cached is true and it holds it, else in one store round trip (a
+// platform read needs no transaction of its own), caching an unrevoked
+// session until its idle expiry at the latest. It returns not_found or the
+// store's error, neither cached.
+func (s *Service) readSession(ctx context.Context, ticket authcache.Ticket, cached bool, hash string) (Session, error) {
+	key := sessionCacheKey(hash)
+	if cached {
+		if v, ok := s.cache.Get(key); ok {
+			return v.(Session), nil
+		}
+	}
+	sess, err := scanSession(s.db.PlatformRow(ctx, selectSessionByHashSQL, hash))
+	if err == nil && cached && sess.RevokedAt == nil {
+		s.cache.Put(ticket, key, sess, minTime(sess.IdleExpiresAt, sess.ExpiresAt),
+			authcache.SessionTag(sess.ID), authcache.UserTag(sess.UserID))
+	}
+	return sess, err
+}
+
+func sessionCacheKey(hash string) string { return "session/" + hash }
+
 // touch records that the session was used now and moves its idle expiry. A
 // failure is logged and otherwise ignored: the request it serves is valid,
-// and the next one tries again.
-func (s *Service) touch(ctx context.Context, sess *Session) {
+// and the next one tries again. It reports whether the write succeeded (it
+// may have changed nothing, when another request or node wrote first).
+func (s *Service) touch(ctx context.Context, sess *Session) bool {
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		now := tx.Now()
 		idle := minTime(now.Add(s.idle), sess.ExpiresAt)
@@ -84,6 +116,7 @@ func (s *Service) touch(ctx context.Context, sess *Session) {
 	if err != nil {
 		s.logger.WarnContext(ctx, "record session use", "session_id", apiSessionID(sess.ID), "error", err.Error())
 	}
+	return err == nil
 }
 
 // SessionPosition is where a page of sessions ends: the sort key of its last item.
@@ -122,6 +155,7 @@ func (s *Service) ListSessions(ctx context.Context, userID uuid.UUID, after *Ses
 // (session.revoked). It returns not_found if the session does not exist,
 // belongs to someone else or has already ended; or the store's error.
 func (s *Service) RevokeSession(ctx context.Context, userID, id uuid.UUID) error {
+	defer s.forgetUser(userID)
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		n, err := tx.Exec(ctx, revokeSessionSQL, id, userID, tx.Now())
 		if err != nil {
@@ -143,6 +177,7 @@ func (s *Service) RevokeSession(ctx context.Context, userID, id uuid.UUID) error
 // none) and returns how many it ended; when there were any, it audits
 // session.revoked_others. It returns the store's error.
 func (s *Service) RevokeOtherSessions(ctx context.Context, userID, keep uuid.UUID) (int64, error) {
+	defer s.forgetUser(userID)
 	var n int64
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		var err error

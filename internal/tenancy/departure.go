@@ -104,6 +104,7 @@ func (s *Service) SoleOwnerConflicts(ctx context.Context, userID uuid.UUID) ([]W
 // the person became the sole owner of an active workspace with other members
 // since SoleOwnerConflicts was asked; or the store's error.
 func (s *Service) LeaveAll(ctx context.Context, userID uuid.UUID) (int, error) {
+	defer s.forgetUser(userID)
 	joined, err := s.Memberships(ctx, userID)
 	if err != nil {
 		return 0, err

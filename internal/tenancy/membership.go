@@ -9,6 +9,7 @@ import (
 
 	"atrium/internal/audit"
 	"atrium/internal/identity"
+	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 	"atrium/internal/tenancy/policy"
@@ -48,13 +49,25 @@ const (
         WHERE workspace_id = $1 AND user_id > $3 ORDER BY user_id LIMIT $2`
 )
 
-// RoleOf returns userID's role in workspaceID in one tenant-bound read: the
-// tenant middleware's membership check. It returns not_found, worded as for
-// a missing workspace, when the workspace does not exist or the person is not
-// a member, or the store's error.
+// RoleOf returns userID's role in workspaceID in one tenant-bound read, or
+// none when the auth cache holds it: the tenant middleware's membership
+// check. It returns not_found, worded as for a missing workspace, when the
+// workspace does not exist or the person is not a member, or the store's
+// error; neither is cached.
 func (s *Service) RoleOf(ctx context.Context, workspaceID, userID uuid.UUID) (policy.Role, error) {
+	key := "role/" + workspaceID.String() + "/" + userID.String()
+	ticket, cached := s.cache.Begin(ctx)
+	if cached {
+		if v, ok := s.cache.Get(key); ok {
+			return v.(policy.Role), nil
+		}
+	}
 	var role string
 	err := s.db.WorkspaceRow(ctx, workspaceID, selectRoleSQL, workspaceID, userID).Scan(&role)
+	if err == nil && cached {
+		s.cache.Put(ticket, key, policy.Role(role), time.Time{},
+			authcache.MemberTag(workspaceID, userID), authcache.UserTag(userID))
+	}
 	return policy.Role(role), notFoundAs("workspace", err)
 }
 
@@ -174,6 +187,7 @@ func (s *Service) changeMember(ctx context.Context, res policy.Resource, action 
 // owner, workspace_inactive for a deleted workspace, and not_found for a
 // person who is not a member.
 func (s *Service) ChangeRole(ctx context.Context, res policy.Resource, userID uuid.UUID, role policy.Role) (Member, error) {
+	defer s.forgetUser(userID)
 	if _, err := policy.ParseRole("role", string(role)); err != nil {
 		return Member{}, err
 	}
@@ -204,6 +218,7 @@ func (s *Service) ChangeRole(ctx context.Context, res policy.Resource, userID uu
 // when the last owner would go, workspace_inactive for a deleted workspace,
 // and not_found for a person who is not a member.
 func (s *Service) RemoveMember(ctx context.Context, res policy.Resource, userID uuid.UUID) error {
+	defer s.forgetUser(userID)
 	action, verb := policy.MemberRemove, "member.removed"
 	if actor := kernel.ActorFrom(ctx); actor.Kind == kernel.ActorUser && actor.ID == userID {
 		action, verb = policy.MemberLeave, "member.left"
@@ -226,6 +241,8 @@ func (s *Service) RemoveMember(ctx context.Context, res policy.Resource, userID 
 // invalid naming user_id when userID is the actor, workspace_inactive for a
 // deleted workspace, and not_found for a person who is not a member.
 func (s *Service) TransferOwnership(ctx context.Context, res policy.Resource, userID uuid.UUID) error {
+	defer s.forgetUser(userID)
+	defer s.forgetUser(kernel.ActorFrom(ctx).ID)
 	actor := kernel.ActorFrom(ctx)
 	if actor.ID == userID {
 		return kernel.Invalid("user_id", "is you: name the member who becomes the owner")

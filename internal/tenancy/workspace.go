@@ -20,6 +20,7 @@ import (
 	"atrium/internal/audit"
 	"atrium/internal/events"
 	"atrium/internal/identity"
+	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
 	"atrium/internal/tenancy/policy"
@@ -66,12 +67,21 @@ type UserReader interface {
 type Service struct {
 	db    store.DB
 	users UserReader
+	cache *authcache.Cache
 }
 
 // NewService returns a Service over db. users is asked whether a person
 // creating a workspace has verified their email; without it (nil) creating a
 // workspace for a person fails.
 func NewService(db store.DB, users UserReader) *Service { return &Service{db: db, users: users} }
+
+// WithAuthCache makes RoleOf keep roles in cache for a few seconds (see
+// package authcache), so most requests check membership without a store
+// read. It returns s, and must be called before s serves anything.
+func (s *Service) WithAuthCache(cache *authcache.Cache) *Service {
+	s.cache = cache
+	return s
+}
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`)
 
@@ -259,4 +269,13 @@ func insertWorkspace(ctx context.Context, tx store.Tx, ws Workspace) error {
 	_, err := tx.Exec(ctx, "INSERT INTO workspace (id, slug, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
 		ws.ID, ws.Slug, ws.Name, ws.CreatedAt, ws.UpdatedAt)
 	return err
+}
+
+// forgetUser drops the person's cached roles (and sessions) on this node at
+// once, after a membership change; the database's triggers tell every node a
+// moment later (see identity's forget).
+func (s *Service) forgetUser(id uuid.UUID) {
+	if s.cache != nil && id != uuid.Nil {
+		s.cache.Invalidate(authcache.UserTag(id))
+	}
 }

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -16,3 +17,7 @@ func NewForTest(pool *pgxpool.Pool, clock kernel.Clock) *DB {
 	}
 	return &DB{pool: pool, clock: clock, logger: slog.New(slog.DiscardHandler)}
 }
+
+// SetAuthHeartbeat makes ListenAuth check its connection after d of silence,
+// so a test sees several checks; call it before ListenAuth.
+func (db *DB) SetAuthHeartbeat(d time.Duration) { db.authHeartbeat = d }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,6 +36,10 @@ type DB struct {
 	pool   *pgxpool.Pool
 	clock  kernel.Clock
 	logger *slog.Logger
+	// listenerPID is the backend of ListenAuth's connection (0 for none).
+	listenerPID atomic.Uint32
+	// authHeartbeat replaces defaultAuthHeartbeat in tests (when not zero).
+	authHeartbeat time.Duration
 }
 
 var _ store.SystemDB = (*DB)(nil)

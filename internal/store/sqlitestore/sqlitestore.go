@@ -345,3 +345,13 @@ func (r row) Scan(dest ...any) error { return mapErr(r.r.Scan(dest...)) }
 type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
+
+// AuthEpoch reads the counter migration 0012's triggers bump whenever a
+// session, key, token, membership or account changes in a way that could end
+// or narrow access (see package authcache). It costs one read on the reader
+// pool and returns the store's error.
+func (db *DB) AuthEpoch(ctx context.Context) (int64, error) {
+	var epoch int64
+	err := db.PlatformRow(ctx, "SELECT epoch FROM auth_epoch WHERE id = 1").Scan(&epoch)
+	return epoch, err
+}

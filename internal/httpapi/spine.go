@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
 )
 
@@ -121,6 +122,7 @@ func requestID(next http.Handler) http.Handler {
 		h["X-Content-Type-Options"] = []string{"nosniff"}
 		ctx := kernel.WithRequestID(r.Context(), id)
 		ctx = context.WithValue(ctx, stateKey{}, &requestState{})
+		ctx = authcache.WithRequestScope(ctx) // one auth-epoch read per request on SQLite
 		ctx = kernel.WithClient(ctx, kernel.Client{IP: clientIP(r), UserAgent: kernel.BoundedText(r.UserAgent(), 512)})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

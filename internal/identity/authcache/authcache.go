@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -118,7 +119,7 @@ func (c *Cache) Begin(ctx context.Context) (Ticket, bool) {
 		return Ticket{}, false
 	}
 	if c.epoch != nil {
-		epoch, err := c.epoch.AuthEpoch(ctx)
+		epoch, err := c.readEpoch(ctx)
 		if err != nil {
 			c.logger.WarnContext(ctx, "auth cache: read epoch", "error", err.Error())
 			return Ticket{}, false
@@ -134,6 +135,37 @@ func (c *Cache) Begin(ctx context.Context) (Ticket, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return Ticket{gen: c.gen}, c.live
+}
+
+// requestMemo holds the epoch read once for a whole request.
+type requestMemo struct {
+	epoch atomic.Int64
+	read  atomic.Bool
+}
+
+type memoKey struct{}
+
+// WithRequestScope returns ctx carrying room for one epoch reading, so that
+// the lookups of one request (its session, then its role) read the epoch
+// once. A revocation that commits between them is seen by the next request,
+// exactly as a request that already authenticated goes on without a cache.
+// The HTTP spine calls it for every request; without it every Begin reads.
+func WithRequestScope(ctx context.Context) context.Context {
+	return context.WithValue(ctx, memoKey{}, &requestMemo{})
+}
+
+// readEpoch reads the epoch, once per request scope.
+func (c *Cache) readEpoch(ctx context.Context) (int64, error) {
+	memo, _ := ctx.Value(memoKey{}).(*requestMemo)
+	if memo != nil && memo.read.Load() {
+		return memo.epoch.Load(), nil
+	}
+	epoch, err := c.epoch.AuthEpoch(ctx)
+	if err == nil && memo != nil {
+		memo.epoch.Store(epoch)
+		memo.read.Store(true)
+	}
+	return epoch, err
 }
 
 // Get returns the live entry under key.

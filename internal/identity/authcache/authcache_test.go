@@ -150,3 +150,39 @@ func TestFullCacheStartsOver(t *testing.T) {
 		t.Fatalf("a full cache did not start over: Len = %d", c.Len())
 	}
 }
+
+// TestRequestScopeReadsTheEpochOnce checks that the lookups of one request
+// share one epoch reading, and that the next request reads it afresh.
+func TestRequestScopeReadsTheEpochOnce(t *testing.T) {
+	epoch := &countingEpoch{}
+	c := authcache.New(authcache.Options{Epoch: epoch})
+	ctx := authcache.WithRequestScope(context.Background())
+	for range 3 {
+		if _, ok := c.Begin(ctx); !ok {
+			t.Fatal("bypassed")
+		}
+	}
+	if epoch.reads != 1 {
+		t.Fatalf("one request read the epoch %d times, want 1", epoch.reads)
+	}
+	epoch.value = 7
+	next := authcache.WithRequestScope(context.Background())
+	ticket, _ := c.Begin(next)
+	c.Put(ticket, "k", 1, time.Time{})
+	if epoch.reads != 2 {
+		t.Fatalf("the next request read the epoch %d times in all, want 2", epoch.reads)
+	}
+	if _, ok := c.Get("k"); !ok {
+		t.Fatal("an entry put after the epoch moved is missing")
+	}
+}
+
+type countingEpoch struct {
+	value int64
+	reads int
+}
+
+func (e *countingEpoch) AuthEpoch(context.Context) (int64, error) {
+	e.reads++
+	return e.value, nil
+}

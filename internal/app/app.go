@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"atrium/internal/account"
 	"atrium/internal/config"
@@ -149,29 +150,34 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	}
 	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity).WithAuthCache(authCache)
 	a.Services.Account = account.New(a.Services.Identity, a.Services.Workspaces, clock)
-	a.handler = httpapi.NewHandler(httpapi.Deps{
-		Logger:       logger,
+	a.handler = a.newHandler(opts, tracer, cursors, limiterReady)
+
+	if err := a.listen(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// newHandler builds the HTTP chain over the app's services.
+func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Signer, limiterReady []httpapi.Check) http.Handler {
+	return httpapi.NewHandler(httpapi.Deps{
+		Logger:       a.Logger,
 		Tracer:       tracer,
 		Version:      Version,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		CORSOrigins:  cfg.CORSOrigins,
-		Ready:        append([]httpapi.Check{{Name: "store", Ping: db.Ping}}, limiterReady...),
+		MaxBodyBytes: a.Config.MaxBodyBytes,
+		CORSOrigins:  a.Config.CORSOrigins,
+		Ready:        append([]httpapi.Check{{Name: "store", Ping: a.DB.Ping}}, limiterReady...),
 		Auth:         authenticator(a.Services.Identity, opts.Auth),
 		Access:       access(a.Services.Workspaces),
 		Idempotency:  a.Services.Idempotency,
 		Workspaces:   a.Services.Workspaces,
 		Identity:     a.Services.Identity,
 		Account:      a.Services.Account,
-		DB:           db,
+		DB:           a.DB,
 		Cursors:      cursors,
 		Routes:       opts.Routes,
-		DevMailbox:   devMailbox(cfg, a.Services.Mailbox),
+		DevMailbox:   devMailbox(a.Config, a.Services.Mailbox),
 	})
-
-	if err := a.listen(ctx); err != nil {
-		return nil, err
-	}
-	return a, nil
 }
 
 // listen binds the configured address and builds the HTTP server around the

@@ -3,6 +3,7 @@ package tenancy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -123,29 +124,41 @@ func (s *Service) ListMembers(ctx context.Context, res policy.Resource, after uu
 	return s.withProfiles(ctx, memberships)
 }
 
-// withProfiles adds each member's name and address, asking identity in
-// batches of identity.MaxLookup: one for a page, two when the caller fetched
-// one extra row to learn whether another page follows. A member whose
-// account is gone keeps empty fields. It returns identity's error.
+// withProfiles adds each member's name and address from identity (see
+// profilesOf). A member whose account is gone keeps empty fields. It returns
+// identity's error.
 func (s *Service) withProfiles(ctx context.Context, memberships []Membership) ([]Member, error) {
-	if s.users == nil {
-		return nil, kernel.Internal(fmt.Errorf("tenancy: ListMembers needs a UserReader"))
+	ids := make([]uuid.UUID, len(memberships))
+	for i, m := range memberships {
+		ids[i] = m.UserID
+	}
+	profiles, err := s.profilesOf(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("tenancy: list members: %w", err)
 	}
 	out := make([]Member, len(memberships))
-	for start := 0; start < len(memberships); start += identity.MaxLookup {
-		batch := memberships[start:min(start+identity.MaxLookup, len(memberships))]
-		ids := make([]uuid.UUID, len(batch))
-		for i, m := range batch {
-			ids[i] = m.UserID
-		}
-		profiles, err := s.users.Profiles(ctx, ids)
+	for i, m := range memberships {
+		p := profiles[m.UserID]
+		out[i] = Member{Membership: m, Email: p.Email, Name: p.Name}
+	}
+	return out, nil
+}
+
+// profilesOf asks identity for the profiles of ids in batches of
+// identity.MaxLookup: one for a page, two when the caller fetched one extra
+// row to learn whether another page follows. Tenancy never reads identity's
+// tables itself. It returns identity's error.
+func (s *Service) profilesOf(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]identity.Profile, error) {
+	if s.users == nil {
+		return nil, kernel.Internal(fmt.Errorf("tenancy: member lists need a UserReader"))
+	}
+	out := make(map[uuid.UUID]identity.Profile, len(ids))
+	for start := 0; start < len(ids); start += identity.MaxLookup {
+		profiles, err := s.users.Profiles(ctx, ids[start:min(start+identity.MaxLookup, len(ids))])
 		if err != nil {
-			return nil, fmt.Errorf("tenancy: list members: %w", err)
+			return nil, err
 		}
-		for i, m := range batch {
-			p := profiles[m.UserID]
-			out[start+i] = Member{Membership: m, Email: p.Email, Name: p.Name}
-		}
+		maps.Copy(out, profiles)
 	}
 	return out, nil
 }

@@ -26,20 +26,17 @@ type TeamMember struct {
 const (
 	insertTeamMemberSQL = `INSERT INTO team_member (workspace_id, team_id, user_id, created_at) VALUES ($1, $2, $3, $4)`
 	deleteTeamMemberSQL = "DELETE FROM team_member WHERE workspace_id = $1 AND team_id = $2 AND user_id = $3"
-	teamMemberColumns   = "tm.team_id, tm.user_id, u.email, u.name, m.role, tm.created_at"
-	// Team members by user ID, served by the primary key. Names come from
-	// app_user, read-only, as the member list does.
+	teamMemberColumns   = "tm.team_id, tm.user_id, m.role, tm.created_at"
+	// Team members by user ID, served by the primary key. Names and
+	// addresses come from identity afterwards (withTeamProfiles).
 	listTeamMembersFirstSQL = "SELECT " + teamMemberColumns + ` FROM team_member tm
         JOIN membership m ON m.workspace_id = tm.workspace_id AND m.user_id = tm.user_id
-        JOIN app_user u ON u.id = tm.user_id
         WHERE tm.workspace_id = $1 AND tm.team_id = $2 ORDER BY tm.user_id LIMIT $3`
 	listTeamMembersAfterSQL = "SELECT " + teamMemberColumns + ` FROM team_member tm
         JOIN membership m ON m.workspace_id = tm.workspace_id AND m.user_id = tm.user_id
-        JOIN app_user u ON u.id = tm.user_id
         WHERE tm.workspace_id = $1 AND tm.team_id = $2 AND tm.user_id > $4 ORDER BY tm.user_id LIMIT $3`
 	selectTeamMemberSQL = "SELECT " + teamMemberColumns + ` FROM team_member tm
         JOIN membership m ON m.workspace_id = tm.workspace_id AND m.user_id = tm.user_id
-        JOIN app_user u ON u.id = tm.user_id
         WHERE tm.workspace_id = $1 AND tm.team_id = $2 AND tm.user_id = $3`
 )
 
@@ -72,6 +69,11 @@ func (s *Service) AddTeamMember(ctx context.Context, res policy.Resource, teamID
 		return record(ctx, tx, "team.member_added", "team.member_added", teamTarget(team.ID),
 			map[string]any{"user_id": kernel.FormatID(kernel.PrefixUser, userID)}, teamMemberPayload(team, userID))
 	})
+	if err == nil {
+		added := []TeamMember{out}
+		err = s.withTeamProfiles(ctx, added)
+		out = added[0]
+	}
 	if err != nil {
 		return TeamMember{}, fmt.Errorf("tenancy: add team member: %w", err)
 	}
@@ -126,16 +128,37 @@ func (s *Service) ListTeamMembers(ctx context.Context, res policy.Resource, team
 		out, err = store.Collect(rows, scanTeamMember)
 		return err
 	})
+	if err == nil {
+		err = s.withTeamProfiles(ctx, out)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tenancy: list team members: %w", err)
 	}
 	return out, nil
 }
 
+// withTeamProfiles fills in each team member's name and address from
+// identity. It returns identity's error.
+func (s *Service) withTeamProfiles(ctx context.Context, members []TeamMember) error {
+	ids := make([]uuid.UUID, len(members))
+	for i, m := range members {
+		ids[i] = m.UserID
+	}
+	profiles, err := s.profilesOf(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range members {
+		p := profiles[members[i].UserID]
+		members[i].Email, members[i].Name = p.Email, p.Name
+	}
+	return nil
+}
+
 func scanTeamMember(row store.Row) (TeamMember, error) {
 	var m TeamMember
 	var role string
-	if err := row.Scan(&m.TeamID, &m.UserID, &m.Email, &m.Name, &role, &m.AddedAt); err != nil {
+	if err := row.Scan(&m.TeamID, &m.UserID, &role, &m.AddedAt); err != nil {
 		return TeamMember{}, err
 	}
 	m.Role, m.AddedAt = policy.Role(role), m.AddedAt.UTC()

@@ -21,6 +21,8 @@ import (
 
 	"atrium/internal/account"
 	"atrium/internal/config"
+	"atrium/internal/events"
+	"atrium/internal/events/natsbus"
 	"atrium/internal/httpapi"
 	"atrium/internal/httpapi/cursor"
 	"atrium/internal/idempotency"
@@ -73,6 +75,12 @@ type App struct {
 	closers  []func(context.Context) error
 	// mailWorker delivers queued mail while Run runs; nil with the dev mailbox.
 	mailWorker *mailqueue.Worker
+	// Bus is the NATS connection (and the embedded server, by default).
+	Bus *natsbus.Bus
+	// Events relays the outbox and runs jobs and subscribers while Run runs.
+	Events *events.Runtime
+	// NodeID names this node in leases and run records.
+	NodeID string
 }
 
 // Services are the domain services, for tests and for a fork's own handlers.
@@ -85,6 +93,8 @@ type Services struct {
 	// Mailbox is the dev mailbox every email goes to, or nil when
 	// ATRIUM_SMTP_URL sends mail through SMTP.
 	Mailbox *devmail.Mailbox
+	// Jobs reads and cancels background jobs' records.
+	Jobs *events.Jobs
 }
 
 // New builds the app: it opens and migrates the store, checks the database role,
@@ -119,6 +129,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	a.AuthCache = authCache
 	a.closers = append(a.closers, closeAuthCache)
 
+	a.NodeID = nodeID(cfg)
+	bus, err := openBus(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	a.Bus = bus
+	a.closers = append(a.closers, func(context.Context) error { return bus.Close() })
+	a.Events = events.New(events.Config{DB: db, Bus: bus, Logger: logger, Clock: clock})
+
 	secret, err := config.EnsureSecret(cfg, logger)
 	if err != nil {
 		return nil, err
@@ -139,6 +158,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	a.Services = Services{
 		Idempotency: idempotency.New(db, idempotency.Options{}),
 		Mailbox:     mailer.mailbox,
+		Jobs:        events.NewJobs(db),
 	}
 	limiter, limiterReady, closeLimiter, err := newLimiter(ctx, cfg, db, clock)
 	if err != nil {
@@ -166,7 +186,7 @@ func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Sign
 		Version:      Version,
 		MaxBodyBytes: a.Config.MaxBodyBytes,
 		CORSOrigins:  a.Config.CORSOrigins,
-		Ready:        append([]httpapi.Check{{Name: "store", Ping: a.DB.Ping}}, limiterReady...),
+		Ready:        append([]httpapi.Check{{Name: "store", Ping: a.DB.Ping}, {Name: "nats", Ping: a.Bus.Ping, Optional: true}}, limiterReady...),
 		Auth:         authenticator(a.Services.Identity, opts.Auth),
 		Access:       access(a.Services.Workspaces),
 		Idempotency:  a.Services.Idempotency,
@@ -177,6 +197,7 @@ func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Sign
 		Cursors:      cursors,
 		Routes:       opts.Routes,
 		DevMailbox:   devMailbox(a.Config, a.Services.Mailbox),
+		Jobs:         a.Services.Jobs,
 	})
 }
 
@@ -247,6 +268,7 @@ func (a *App) startWorkers(ctx context.Context) (stop func()) {
 	if a.mailWorker != nil {
 		wg.Go(func() { a.mailWorker.Run(ctx) })
 	}
+	wg.Go(func() { a.Events.Run(ctx) })
 	return func() { cancel(); wg.Wait() }
 }
 

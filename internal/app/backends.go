@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"atrium/internal/config"
+	"atrium/internal/events/natsbus"
 	"atrium/internal/httpapi"
 	"atrium/internal/identity/authcache"
 	"atrium/internal/kernel"
@@ -185,4 +187,27 @@ func newMailer(cfg config.Config, db store.DB, logger *slog.Logger) (mailBackend
 	logger.Info("email goes through SMTP", "smtp", cfg.SMTP.String())
 	queue := mailqueue.New(db)
 	return mailBackend{mailer: queue, worker: mailqueue.NewWorker(queue, smtp, mailqueue.Options{Logger: logger})}, nil
+}
+
+// openBus connects to ATRIUM_NATS_URL, or starts the embedded NATS server
+// with its store under the data directory.
+func openBus(cfg config.Config, logger *slog.Logger) (*natsbus.Bus, error) {
+	bus, err := natsbus.Open(natsbus.Options{URL: cfg.NATSURL, Dir: cfg.NATSDir(), MaxStore: cfg.NATSMaxStore,
+		MaxMemory: cfg.NATSMaxMemory, Name: "atrium " + nodeID(cfg), Logger: logger})
+	if err != nil {
+		if cfg.NATSURL != "" {
+			return nil, fmt.Errorf("NATS (ATRIUM_NATS_URL): %w", err)
+		}
+		return nil, fmt.Errorf("start the embedded NATS server in %s: %w", cfg.NATSDir(), err)
+	}
+	return bus, nil
+}
+
+// nodeID names this node: ATRIUM_NODE_ID, or the host name and process ID.
+func nodeID(cfg config.Config) string {
+	if cfg.NodeID != "" {
+		return cfg.NodeID
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }

@@ -47,6 +47,16 @@ type Config struct {
 	SessionIdleTimeout time.Duration // ATRIUM_SESSION_IDLE_TIMEOUT: a session unused this long ends
 	SessionLifetime    time.Duration // ATRIUM_SESSION_LIFETIME: a session ends this long after login
 	RedisURL           string        // ATRIUM_REDIS_URL: redis:// or rediss://; empty = rate limits in the store
+	NATSURL            string        // ATRIUM_NATS_URL: nats:// servers, comma-separated; empty = an embedded NATS JetStream server
+	NATSMaxStore       int64         // ATRIUM_NATS_MAX_STORE: bytes the embedded server may keep on disk
+	NATSMaxMemory      int64         // ATRIUM_NATS_MAX_MEMORY: bytes the embedded server may keep in memory
+	// WebhookAllowPrivate lets webhooks reach loopback and private addresses:
+	// for development and tests only; refused in production.
+	WebhookAllowPrivate bool // ATRIUM_WEBHOOK_ALLOW_PRIVATE
+	// SSEMaxPerWorkspace caps one workspace's event-stream connections on a node.
+	SSEMaxPerWorkspace int // ATRIUM_SSE_MAX_PER_WORKSPACE
+	// NodeID names this node in scheduler leases and run records; empty = host name and process ID.
+	NodeID string // ATRIUM_NODE_ID
 
 	// SMTP is ATRIUM_SMTP_URL parsed; a zero Host means no SMTP: mail goes to
 	// the dev mailbox. Its String hides the password.
@@ -55,6 +65,9 @@ type Config struct {
 
 // Production reports whether this is a production deployment.
 func (c Config) Production() bool { return c.Env == Production }
+
+// NATSDir is where the embedded NATS server keeps its JetStream store.
+func (c Config) NATSDir() string { return filepath.Join(c.DataDir, "nats") }
 
 // SQLitePath is the embedded database file.
 func (c Config) SQLitePath() string { return filepath.Join(c.DataDir, "atrium.db") }
@@ -201,6 +214,58 @@ var settings = []setting{
 		c.RedisURL = v
 		return nil
 	}},
+	{"ATRIUM_NATS_URL", "nats-url", "", "NATS server URLs (nats://host:4222, comma-separated) with JetStream enabled; empty runs an embedded server with its store under the data directory", func(c *Config, v string) error {
+		for _, server := range strings.Split(v, ",") {
+			if v == "" {
+				break
+			}
+			u, err := url.Parse(strings.TrimSpace(server))
+			if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+				return errors.New("want URLs such as nats://host:4222 or tls://user:pass@host:4222, comma-separated")
+			}
+		}
+		c.NATSURL = v
+		return nil
+	}},
+	{"ATRIUM_NATS_MAX_STORE", "nats-max-store", "1073741824", "bytes the embedded NATS server may keep on disk (events, jobs, dead letters)", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 16<<20 {
+			return errors.New("want a byte count of at least 16777216 (16 MiB)")
+		}
+		c.NATSMaxStore = n
+		return nil
+	}},
+	{"ATRIUM_NATS_MAX_MEMORY", "nats-max-memory", "67108864", "bytes the embedded NATS server may keep in memory", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1<<20 {
+			return errors.New("want a byte count of at least 1048576 (1 MiB)")
+		}
+		c.NATSMaxMemory = n
+		return nil
+	}},
+	{"ATRIUM_WEBHOOK_ALLOW_PRIVATE", "webhook-allow-private", "false", "let webhook endpoints be loopback or private addresses (development and tests only; refused in production)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		c.WebhookAllowPrivate = b
+		return nil
+	}},
+	{"ATRIUM_SSE_MAX_PER_WORKSPACE", "sse-max-per-workspace", "100", "event-stream connections one workspace may hold open on one node", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100000 {
+			return errors.New("want a number between 1 and 100000")
+		}
+		c.SSEMaxPerWorkspace = n
+		return nil
+	}},
+	{"ATRIUM_NODE_ID", "node-id", "", "this node's name in scheduler leases and run records; empty = host name and process ID", func(c *Config, v string) error {
+		if len(v) > 100 {
+			return errors.New("want at most 100 characters")
+		}
+		c.NodeID = v
+		return nil
+	}},
 	{"ATRIUM_SMTP_URL", "smtp-url", "", "SMTP server for outgoing mail, such as smtp://user:pass@host:587?from=no-reply@example.com; empty = the dev mailbox", func(c *Config, v string) error {
 		c.SMTP = smtpmail.Config{}
 		if v == "" {
@@ -269,6 +334,9 @@ func (c *Config) crossChecks() []string {
 	}
 	if c.MigrateDatabaseURL != "" && c.DatabaseURL == "" {
 		out = append(out, "ATRIUM_MIGRATE_DATABASE_URL (--migrate-database-url): needs ATRIUM_DATABASE_URL too")
+	}
+	if c.Env == Production && c.WebhookAllowPrivate {
+		out = append(out, "ATRIUM_WEBHOOK_ALLOW_PRIVATE (--webhook-allow-private): not allowed in production, where webhooks must never reach internal addresses")
 	}
 	return out
 }

@@ -17,7 +17,7 @@ type healthOutput struct {
 
 type readyOutput struct {
 	Body struct {
-		Status string            `json:"status" example:"ready"`
+		Status string            `json:"status" example:"ready" enum:"ready,degraded" doc:"ready, or degraded when an optional dependency (the event bus) is away"`
 		Checks map[string]string `json:"checks" doc:"Each dependency and its state"`
 	}
 }
@@ -33,9 +33,10 @@ func registerHealth(api huma.API, checks []Check) {
 	})
 	huma.Register(api, huma.Operation{
 		OperationID: "readyz", Method: http.MethodGet, Path: "/readyz", Tags: []string{"Operations"},
-		Summary:     "Readiness",
-		Description: "Answers 200 when every dependency (store, bus) answers, and 503 `unavailable` naming the ones that do not.",
-		Errors:      []int{http.StatusServiceUnavailable},
+		Summary: "Readiness",
+		Description: "Answers 200 when every required dependency (the store, the rate-limit backend) answers, and 503 `unavailable` naming the ones that do not. " +
+			"The event bus is reported but not required: while it is away, writes still succeed and their events wait in the outbox, so the status is `degraded`.",
+		Errors: []int{http.StatusServiceUnavailable},
 	}, func(ctx context.Context, _ *struct{}) (*readyOutput, error) {
 		out := &readyOutput{}
 		out.Body.Checks = map[string]string{}
@@ -46,7 +47,11 @@ func registerHealth(api huma.API, checks []Check) {
 			cancel()
 			if err != nil {
 				kernel.Logger(ctx).WarnContext(ctx, "readiness check failed", "check", c.Name, "error", err.Error())
-				failed[c.Name] = "unavailable"
+				if c.Optional {
+					out.Body.Checks[c.Name] = "unavailable"
+				} else {
+					failed[c.Name] = "unavailable"
+				}
 				continue
 			}
 			out.Body.Checks[c.Name] = "ok"
@@ -55,6 +60,11 @@ func registerHealth(api huma.API, checks []Check) {
 			return nil, &kernel.Error{Code: kernel.CodeUnavailable, Message: "not ready", Fields: failed}
 		}
 		out.Body.Status = "ready"
+		for _, state := range out.Body.Checks {
+			if state != "ok" {
+				out.Body.Status = "degraded"
+			}
+		}
 		return out, nil
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"atrium/internal/events"
 	"atrium/internal/identity"
 	"atrium/internal/kernel"
 	"atrium/internal/store"
@@ -89,6 +90,8 @@ var roleTable = map[string]roleRoute{
 	"POST /api/v1/workspaces/{workspace_id}/teams/{team_id}/members": {body: `{"user_id": "{viewer}"}`,
 		allowed: insiders(201, asOwner, asAdmin)},
 	"DELETE /api/v1/workspaces/{workspace_id}/teams/{team_id}/members/{user_id}": {allowed: insiders(204, asOwner, asAdmin)},
+	"GET /api/v1/workspaces/{workspace_id}/jobs/{job_id}":                        {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/jobs/{job_id}/cancel":                {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
 }
 
 // roleWorld is the cast: people signed up through the API, and another
@@ -108,6 +111,7 @@ type roleWorkspace struct {
 	id                   uuid.UUID
 	key, revoked, target string
 	invite, team         string
+	job                  string
 }
 
 // newKey creates a read-and-write key in workspaceID as its owner and
@@ -169,6 +173,7 @@ func (w *roleWorld) workspace(t *testing.T, deleted bool) roleWorkspace {
 	}
 	out.revoked = revoked
 	out.invite, out.team = w.inviteAndTeam(t, ownerCtx, owner)
+	out.job = w.queuedJob(t, ws.ID)
 	if deleted {
 		if _, err := svc.Delete(ownerCtx, owner); err != nil {
 			t.Fatal(err)
@@ -249,7 +254,8 @@ func (w *roleWorld) check(t *testing.T, route string, row roleRoute, caller stri
 	method, pattern, _ := strings.Cut(route, " ")
 	path := func(ws uuid.UUID) string {
 		return strings.NewReplacer("{workspace_id}", kernel.FormatID(kernel.PrefixWorkspace, ws),
-			"{user_id}", w.target.UserID(), "{key_id}", rw.target, "{invite_id}", rw.invite, "{team_id}", rw.team).Replace(pattern)
+			"{user_id}", w.target.UserID(), "{key_id}", rw.target, "{invite_id}", rw.invite, "{team_id}", rw.team,
+			"{job_id}", rw.job).Replace(pattern)
 	}
 	body := strings.NewReplacer("{target}", w.target.UserID(), "{viewer}", w.viewer.UserID()).Replace(row.body)
 	r := call(t, w.f.url, method, path(rw.id), w.headers(caller, rw), body)
@@ -291,4 +297,20 @@ func (w *roleWorld) inviteAndTeam(t *testing.T, ownerCtx context.Context, owner 
 		t.Fatal(err)
 	}
 	return kernel.FormatID(kernel.PrefixInvite, inv.ID), kernel.FormatID(kernel.PrefixTeam, team.ID)
+}
+
+// queuedJob enqueues a job of a kind no node handles, so it stays queued
+// (cancelable), and returns its API ID.
+func (w *roleWorld) queuedJob(t *testing.T, workspaceID uuid.UUID) string {
+	t.Helper()
+	var id uuid.UUID
+	err := w.f.app.DB.InWorkspace(context.Background(), workspaceID, func(tx store.Tx) error {
+		var err error
+		id, err = events.Enqueue(context.Background(), tx, "test.role_table", map[string]string{"for": "the role table"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kernel.FormatID(kernel.PrefixJob, id)
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"atrium/internal/account"
+	"atrium/internal/events"
 	"atrium/internal/httpapi/cursor"
 	"atrium/internal/identity"
 	"atrium/internal/kernel"
@@ -27,6 +28,8 @@ import (
 type Check struct {
 	Name string
 	Ping func(ctx context.Context) error
+	// Optional checks are reported but do not make the node unready.
+	Optional bool
 }
 
 // Deps is everything the HTTP layer needs. Zero values pick safe defaults:
@@ -60,6 +63,8 @@ type Deps struct {
 	// DevMailbox serves /dev/mailbox, the developer's view of the mail the app
 	// "sent"; nil (production, or mail through SMTP) leaves those routes out.
 	DevMailbox *devmail.Mailbox
+	// Jobs serves the background jobs' records; nil leaves those routes out.
+	Jobs *events.Jobs
 }
 
 var hookOnce sync.Once
@@ -97,6 +102,9 @@ func NewHandler(d Deps) http.Handler {
 		registerMembers(api, d.Workspaces, d.Cursors)
 		registerInvites(api, d.Workspaces, d.Cursors)
 		registerTeams(api, d.Workspaces, d.Cursors)
+		if d.Jobs != nil {
+			registerJobs(api, d.Jobs)
+		}
 	}
 	if d.Identity != nil {
 		if d.Cursors == nil {

@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -49,7 +48,7 @@ func (s *Service) Profiles(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]
 	}
 	var list []Profile
 	err = s.db.ReadTx(ctx, func(tx store.Tx) error {
-		rows, err := tx.Query(ctx, selectProfilesSQL[tx.Dialect()], idList(tx.Dialect(), ids))
+		rows, err := tx.Query(ctx, selectProfilesSQL[tx.Dialect()], store.IDList(tx.Dialect(), ids))
 		if err != nil {
 			return err
 		}
@@ -81,7 +80,7 @@ func (s *Service) APIKeyNames(ctx context.Context, workspaceID uuid.UUID, ids []
 	}
 	out := make(map[uuid.UUID]string, len(ids))
 	err = s.db.ReadWorkspace(ctx, workspaceID, func(tx store.Tx) error {
-		rows, err := tx.Query(ctx, selectAPIKeyNamesSQL[tx.Dialect()], workspaceID, idList(tx.Dialect(), ids))
+		rows, err := tx.Query(ctx, selectAPIKeyNamesSQL[tx.Dialect()], workspaceID, store.IDList(tx.Dialect(), ids))
 		if err != nil {
 			return err
 		}
@@ -117,19 +116,4 @@ func distinctIDs(ids []uuid.UUID) ([]uuid.UUID, error) {
 		return nil, kernel.Internal(fmt.Errorf("identity: lookup of %d IDs, at most %d", len(out), MaxLookup))
 	}
 	return out, nil
-}
-
-// idList is ids as the dialect's statement takes them: a text array that
-// PostgreSQL casts to uuid[], or a JSON array for SQLite's json_each, whose
-// values compare equal to the stored UUID text.
-func idList(dialect store.Dialect, ids []uuid.UUID) any {
-	text := make([]string, len(ids))
-	for i, id := range ids {
-		text[i] = id.String()
-	}
-	if dialect == store.Postgres {
-		return text
-	}
-	raw, _ := json.Marshal(text) // strings always encode
-	return string(raw)
 }

@@ -18,6 +18,13 @@ const (
 	PrefixPAT       = "pat"
 	PrefixInvite    = "inv"
 	PrefixTeam      = "team"
+	PrefixJob       = "job"
+	// PrefixWebhookEndpoint and PrefixDelivery name a workspace's webhook
+	// endpoints and the deliveries of events to them.
+	PrefixWebhookEndpoint = "we"
+	PrefixDelivery        = "dlv"
+	// PrefixSchedulerRun names one run of a scheduled task.
+	PrefixSchedulerRun = "run"
 )
 
 // NewID returns a fresh UUIDv7: time-ordered, so keys cluster in indexes and sort

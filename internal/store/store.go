@@ -10,6 +10,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -119,4 +120,20 @@ func Collect[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// IDList is ids as a statement of the dialect takes a list: a text array that
+// PostgreSQL casts with $n::uuid[] (id = ANY($n::uuid[])), or a JSON array for
+// SQLite's json_each (id IN (SELECT value FROM json_each($n))), whose values
+// compare equal to the stored UUID text.
+func IDList(dialect Dialect, ids []uuid.UUID) any {
+	text := make([]string, len(ids))
+	for i, id := range ids {
+		text[i] = id.String()
+	}
+	if dialect == Postgres {
+		return text
+	}
+	raw, _ := json.Marshal(text) // strings always encode
+	return string(raw)
 }

@@ -25,6 +25,20 @@ func EnterSystem(ctx context.Context, logger *slog.Logger, reason string) error 
 		logger.ErrorContext(ctx, "system path refused from a request", "reason", reason, "caller", caller, "request_id", kernel.RequestID(ctx))
 		return kernel.Internal(ErrSystemFromRequest)
 	}
-	logger.InfoContext(ctx, "system path", "reason", reason, "caller", caller, "actor", kernel.ActorFrom(ctx).String())
+	level := slog.LevelInfo
+	if ctx.Value(pollingKey{}) != nil {
+		level = slog.LevelDebug
+	}
+	logger.Log(ctx, level, "system path", "reason", reason, "caller", caller, "actor", kernel.ActorFrom(ctx).String())
 	return nil
+}
+
+type pollingKey struct{}
+
+// Polling marks ctx as a background loop's that enters the system path many
+// times a second (the outbox relay, the scheduler's lease): its uses are
+// logged at debug level rather than info, so the log keeps the uses a person
+// would look for.
+func Polling(ctx context.Context) context.Context {
+	return context.WithValue(ctx, pollingKey{}, true)
 }

@@ -65,6 +65,11 @@ const (
 	InviteManage      Action = "invite.manage" // create, resend and revoke an invitation; Resource.Grant is its role
 	TeamRead          Action = "team.read"     // list and read teams and their members
 	TeamManage        Action = "team.manage"   // create, rename and delete teams; add and remove their members
+	JobRead           Action = "job.read"      // read a background job's record
+	JobCancel         Action = "job.cancel"
+	WebhookRead       Action = "webhook.read"   // list endpoints, their deliveries and attempts
+	WebhookManage     Action = "webhook.manage" // create, change, delete and test endpoints, rotate secrets, replay deliveries
+	EventStream       Action = "event.stream"   // receive the workspace's events as they happen
 )
 
 // The names of the API-key scopes, as the API and the store write them.
@@ -98,17 +103,18 @@ type Target struct {
 var byRole = map[Role]map[Action]bool{
 	Owner: set(WorkspaceRead, WorkspaceUpdate, WorkspaceDelete, WorkspaceRestore, WorkspaceTransfer,
 		MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead, APIKeyManage,
-		InviteList, InviteManage, TeamRead, TeamManage),
+		InviteList, InviteManage, TeamRead, TeamManage, JobRead, JobCancel, WebhookRead, WebhookManage, EventStream),
 	Admin: set(WorkspaceRead, WorkspaceUpdate, MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead,
-		APIKeyManage, InviteList, InviteManage, TeamRead, TeamManage),
-	Member: set(WorkspaceRead, MemberList, MemberLeave, TeamRead),
-	Viewer: set(WorkspaceRead, MemberList, MemberLeave, TeamRead),
+		APIKeyManage, InviteList, InviteManage, TeamRead, TeamManage, JobRead, JobCancel, WebhookRead, WebhookManage, EventStream),
+	Member: set(WorkspaceRead, MemberList, MemberLeave, TeamRead, JobRead, EventStream),
+	Viewer: set(WorkspaceRead, MemberList, MemberLeave, TeamRead, JobRead, EventStream),
 }
 
 // Actions granted by each API-key scope; write includes read.
 var (
-	readActions  = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead)
-	writeActions = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead, WorkspaceUpdate)
+	readActions  = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead, JobRead, WebhookRead, EventStream)
+	writeActions = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead, JobRead, WebhookRead, EventStream,
+		WorkspaceUpdate, JobCancel, WebhookManage)
 )
 
 // ParseScopes returns the set named by names (each "read" or "write"). It

@@ -12,6 +12,7 @@ import (
 
 	"atrium/internal/app"
 	"atrium/internal/config"
+	"atrium/internal/events/natsbus"
 	"atrium/internal/store"
 	"atrium/internal/store/pgstore"
 	"atrium/internal/store/sqlitestore"
@@ -194,6 +195,7 @@ func (m *Main) doctor(ctx context.Context, args []string) int {
 			report("ok", "migrations", fmt.Sprintf("all %d applied", len(states)))
 		}
 	}
+	failed = doctorBus(ctx, cfg, report) || failed
 	report("info", "tracing", map[bool]string{true: "OTLP to " + cfg.OTLPEndpoint, false: "off (set ATRIUM_OTLP_ENDPOINT)"}[cfg.OTLPEndpoint != ""])
 	if failed {
 		return 1
@@ -220,6 +222,25 @@ func (m *Main) doctorRole(ctx context.Context, cfg config.Config, db *pgstore.DB
 		report(status, "isolation", r)
 	}
 	return cfg.Production()
+}
+
+// doctorBus reports the event bus: the embedded server's store, or whether
+// the configured NATS answers with JetStream. It reports whether that failed.
+func doctorBus(ctx context.Context, cfg config.Config, report func(string, string, string)) bool {
+	if cfg.NATSURL == "" {
+		report("ok", "event bus", fmt.Sprintf("embedded NATS JetStream in %s (at most %d MiB on disk)", cfg.NATSDir(), cfg.NATSMaxStore>>20))
+		if cfg.DatabaseURL != "" {
+			report("info", "event bus", "several nodes on one PostgreSQL need one NATS (ATRIUM_NATS_URL): an embedded server carries only its own node's events")
+		}
+		return false
+	}
+	info, err := natsbus.Check(ctx, cfg.NATSURL)
+	if err != nil {
+		report("FAIL", "event bus", "NATS (ATRIUM_NATS_URL): "+err.Error())
+		return true
+	}
+	report("ok", "event bus", fmt.Sprintf("NATS JetStream answers; %d streams, %d MiB stored", info.Streams, info.Store>>20))
+	return false
 }
 
 func fileExists(path string) bool {

@@ -226,3 +226,24 @@ func (b *Bus) Close() error {
 	}
 	return err
 }
+
+// Check connects once to the servers at url, without retrying, and asks
+// JetStream for the account's limits: what `atrium doctor` reports. It
+// returns an error naming what failed: the connection, or JetStream (not
+// enabled on the server, say).
+func Check(ctx context.Context, url string) (*jetstream.AccountInfo, error) {
+	conn, err := nats.Connect(url, nats.Name("atrium doctor"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	js, err := jetstream.New(conn)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	info, err := js.AccountInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream (is it enabled on the server, with -js?): %w", err)
+	}
+	return info, nil
+}

@@ -11,10 +11,10 @@ run:
 test:
 	@if [ -z "$$ATRIUM_TEST_POSTGRES_URL" ]; then echo "PostgreSQL tests will skip: set ATRIUM_TEST_POSTGRES_URL or run make test-postgres (see README)"; fi
 	@if [ -z "$$ATRIUM_TEST_REDIS_URL" ]; then echo "Redis tests will skip: set ATRIUM_TEST_REDIS_URL=redis://127.0.0.1:6379/15 or run make test-postgres (see README)"; fi
-	go test -race -count=1 ./...
+	go test -race -count=1 -timeout 30m ./...
 
 test-postgres:
-	eval "$$(bash .ci/setup-services)" && go test -race -count=1 ./...
+	eval "$$(bash .ci/setup-services)" && go test -race -count=1 -timeout 30m ./...
 
 vet:
 	go vet ./...
@@ -22,7 +22,8 @@ vet:
 build:
 	go build -o bin/atrium ./cmd/atrium
 
-# The request spine (with session and API-key authentication), then logins
-# and a login flood; both print their baselines, ratios and targets.
+# The request spine (with session and API-key authentication), logins and a
+# login flood, then events (write cost, throughput, webhooks, idle streams);
+# each prints its baselines, ratios and targets.
 bench:
-	eval "$$(bash .ci/setup-services 2>/dev/null || true)" && go run ./bench/spine && go run ./bench/login
+	eval "$$(bash .ci/setup-services 2>/dev/null || true)" && go run ./bench/spine && go run ./bench/login && go run ./bench/events

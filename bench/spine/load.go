@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"atrium/bench/benchkit"
 	"atrium/internal/kernel"
 )
 
@@ -169,7 +169,7 @@ func work(client *http.Client, t target, deadline time.Time, rng *rand.Rand) sam
 		if !begin.Before(deadline) {
 			return s
 		}
-		err := get(client, t.requests[i], t.expect[i], &buf)
+		err := benchkit.Expect(client, t.requests[i], t.expect[i], &buf)
 		s.latencies = append(s.latencies, time.Since(begin))
 		s.requests++
 		if err != nil {
@@ -179,25 +179,4 @@ func work(client *http.Client, t target, deadline time.Time, rng *rand.Rand) sam
 			}
 		}
 	}
-}
-
-// get sends req and checks for a 200 whose body carries the expected ID. The
-// body is always read to the end so the connection is reused.
-func get(client *http.Client, req *http.Request, expect []byte, buf *bytes.Buffer) error {
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	buf.Reset()
-	_, err = buf.ReadFrom(resp.Body)
-	resp.Body.Close()
-	switch {
-	case err != nil:
-		return fmt.Errorf("read body: %w", err)
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("status %d: %.200s", resp.StatusCode, buf.Bytes())
-	case !bytes.Contains(buf.Bytes(), expect):
-		return fmt.Errorf("body lacks %s: %.200s", expect, buf.Bytes())
-	}
-	return nil
 }

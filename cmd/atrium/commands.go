@@ -26,6 +26,8 @@ Commands:
   migrate up       apply pending database migrations
   migrate status   list migrations and when they were applied
   doctor           check the configuration and every backend; report risks
+  admin grant      make a person a platform admin: admin grant EMAIL
+  admin revoke     take the platform-admin right back: admin revoke EMAIL
   version          print the version
 
 Configuration (environment variable, flag, meaning):

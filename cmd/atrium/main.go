@@ -3,6 +3,8 @@
 //	atrium [serve] [flags]     serve the API (the default)
 //	atrium migrate up|status   apply or list database migrations
 //	atrium doctor              check configuration and backends, report risks
+//	atrium admin grant EMAIL   make the account at EMAIL a platform admin
+//	atrium admin revoke EMAIL  take the platform-admin right back
 //	atrium version             print the version
 //
 // Configuration comes from ATRIUM_* environment variables; flags override them.
@@ -45,6 +47,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = m.migrate(ctx, args)
 	case "doctor":
 		return m.doctor(ctx, args)
+	case "admin":
+		err = m.admin(ctx, args)
 	case "version":
 		fmt.Fprintln(m.Stdout, versionString())
 	case "help", "-h", "--help":

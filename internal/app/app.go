@@ -22,7 +22,10 @@ import (
 	"atrium/internal/account"
 	"atrium/internal/config"
 	"atrium/internal/events"
+	"atrium/internal/events/catalog"
 	"atrium/internal/events/natsbus"
+	"atrium/internal/events/realtime"
+	"atrium/internal/events/scheduler"
 	"atrium/internal/httpapi"
 	"atrium/internal/httpapi/cursor"
 	"atrium/internal/idempotency"
@@ -36,6 +39,7 @@ import (
 	"atrium/internal/ratelimit"
 	"atrium/internal/store"
 	"atrium/internal/tenancy"
+	"atrium/internal/webhooks"
 )
 
 // Version is set at build time with -ldflags "-X atrium/internal/app.Version=…".
@@ -57,6 +61,10 @@ type Options struct {
 	// LoginLimits replaces identity.DefaultLoginLimits(); tests, whose
 	// requests all come from one address, raise the per-address limit.
 	LoginLimits *identity.LoginLimits
+	// ManualScheduler leaves App.Scheduler stopped while Run runs: tests
+	// that move the clock across days are not raced by hard deletes and
+	// cleanups, and those that want the scheduler run it themselves.
+	ManualScheduler bool
 }
 
 // App is a running Atrium: its store, services and HTTP server.
@@ -81,6 +89,14 @@ type App struct {
 	Events *events.Runtime
 	// NodeID names this node in leases and run records.
 	NodeID string
+	// Realtime serves the workspaces' event streams while Run runs.
+	Realtime *realtime.Hub
+	// Scheduler runs periodic tasks while Run runs, on one node at a time.
+	Scheduler *scheduler.Scheduler
+	// relayLag measures the relay's lag for the platform admins' view.
+	relayLag *relayLagMonitor
+	// manualScheduler is Options.ManualScheduler.
+	manualScheduler bool
 }
 
 // Services are the domain services, for tests and for a fork's own handlers.
@@ -95,6 +111,8 @@ type Services struct {
 	Mailbox *devmail.Mailbox
 	// Jobs reads and cancels background jobs' records.
 	Jobs *events.Jobs
+	// Webhooks manages webhook endpoints and delivers events to them.
+	Webhooks *webhooks.Service
 }
 
 // New builds the app: it opens and migrates the store, checks the database role,
@@ -143,6 +161,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		return nil, err
 	}
 	cursors := cursor.NewSigner(deriveKey(secret, "atrium/cursor/v1"))
+	if err := a.initEventStream(secret); err != nil {
+		return nil, err
+	}
 
 	tracer, shutdownTracing, err := newTracer(ctx, cfg)
 	if err != nil {
@@ -170,6 +191,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	}
 	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity).WithAuthCache(authCache)
 	a.Services.Account = account.New(a.Services.Identity, a.Services.Workspaces, clock)
+	if a.Services.Webhooks, err = newWebhooks(cfg, db, clock, logger, deriveKey(secret, "atrium/webhooks/v1"), mailer.mailer,
+		a.Services.Workspaces, a.Events); err != nil {
+		return nil, err
+	}
+	a.initScheduled(clock, opts.ManualScheduler)
 	a.handler = a.newHandler(opts, tracer, cursors, limiterReady)
 
 	if err := a.listen(ctx); err != nil {
@@ -198,6 +224,10 @@ func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Sign
 		Routes:       opts.Routes,
 		DevMailbox:   devMailbox(a.Config, a.Services.Mailbox),
 		Jobs:         a.Services.Jobs,
+		EventCatalog: catalog.Atrium,
+		EventStream:  a.Realtime,
+		Admin:        a.adminDeps(),
+		Webhooks:     a.Services.Webhooks,
 	})
 }
 
@@ -269,6 +299,12 @@ func (a *App) startWorkers(ctx context.Context) (stop func()) {
 		wg.Go(func() { a.mailWorker.Run(ctx) })
 	}
 	wg.Go(func() { a.Events.Run(ctx) })
+	// Open event streams end as soon as the server starts shutting down:
+	// they would otherwise hold it up for the whole grace period.
+	a.server.RegisterOnShutdown(a.Realtime.Close)
+	wg.Go(func() { a.Realtime.Run(ctx) })
+	wg.Go(func() { a.runScheduler(ctx) })
+	wg.Go(func() { a.relayLag.Run(ctx) })
 	return func() { cancel(); wg.Wait() }
 }
 

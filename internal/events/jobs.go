@@ -162,7 +162,7 @@ func (r *Runtime) consumeJobs(ctx context.Context, k jobKind) error {
 		Description:   "Atrium jobs of kind " + k.kind,
 		FilterSubject: JobSubject(k.kind),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       k.opts.Timeout + 30*time.Second,
+		AckWait:       ackWait,
 		MaxDeliver:    -1, // the job's record counts attempts, across redeliveries and nodes
 		MaxAckPending: max(k.opts.Concurrency*4, 64),
 	})
@@ -177,25 +177,49 @@ func (r *Runtime) consumeJobs(ctx context.Context, k jobKind) error {
 func (r *Runtime) consume(ctx context.Context, cons jetstream.Consumer, concurrency int, handle func(context.Context, jetstream.Msg)) error {
 	slots := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
+	// stopped is set once the consumer has been stopped: a message already
+	// received can still reach the callback then, and must be handed back
+	// (it comes again, to this node or another) rather than started while
+	// wg.Wait runs.
+	var mu sync.Mutex
+	stopped := false
 	// The handlers finish on a context that outlives ctx by their own timeout:
 	// a shutdown lets the current attempt end rather than cutting it off.
 	work := context.WithoutCancel(ctx)
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		slots <- struct{}{}
-		wg.Go(func() {
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			<-slots
+			_ = msg.Nak()
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		go func() {
+			defer wg.Done()
 			defer func() { <-slots }()
 			handle(work, msg)
-		})
-	}, jetstream.PullMaxMessages(concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			r.logger.Debug("consume", "error", err.Error())
-		}
-	}))
+		}()
+	}, jetstream.PullMaxMessages(concurrency),
+		// Short pulls with heartbeats: with the default 30 s expiry a pull
+		// the client failed to renew left the consumer idle for up to 30 s
+		// with messages waiting (measured by bench/events; cf. nats.go#1622).
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				r.logger.Debug("consume", "error", err.Error())
+			}
+		}))
 	if err != nil {
 		return err
 	}
 	<-ctx.Done()
 	cc.Stop()
+	mu.Lock()
+	stopped = true
+	mu.Unlock()
 	wg.Wait()
 	return nil
 }
@@ -232,7 +256,7 @@ func (r *Runtime) runJob(ctx context.Context, k jobKind, msg jetstream.Msg) {
 	}
 	job.Attempt = attempt
 
-	stopHeartbeat := inProgress(msg, k.opts.Timeout)
+	stopHeartbeat := inProgress(msg)
 	jctx, cancel := context.WithTimeout(kernel.WithActor(ctx, kernel.SystemActor), k.opts.Timeout)
 	var result any
 	started := time.Now()
@@ -346,10 +370,16 @@ func (r *Runtime) deadLetter(ctx context.Context, msg jetstream.Msg, subject, re
 	_ = msg.Term()
 }
 
-// inProgress tells the server, every third of the ack wait, that a long
-// handler is still working, so the message is not handed to another node.
-func inProgress(msg jetstream.Msg, timeout time.Duration) (stop func()) {
-	every := max((timeout+30*time.Second)/3, time.Second)
+// ackWait is how long the server waits for a message's acknowledgement
+// before handing it to another consumer: short, so that the work of a node
+// that died moves to a live one within seconds. A handler that runs longer
+// keeps its message with inProgress.
+const ackWait = 15 * time.Second
+
+// inProgress tells the server, every third of the ack wait, that a handler
+// is still working, so the message is not handed to another node.
+func inProgress(msg jetstream.Msg) (stop func()) {
+	every := ackWait / 3
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(every)

@@ -26,6 +26,9 @@ var eventType = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
 
 // Append writes e to the outbox inside tx, which must be a workspace
 // transaction, and returns the event ID (also the bus's de-duplication ID).
+// It returns an internal error, and writes nothing, when e's type is
+// malformed or, once a catalogue is installed (UseCatalogue), when the
+// catalogue does not document e.
 func Append(ctx context.Context, tx store.Tx, e Event) (uuid.UUID, error) {
 	workspaceID := tx.WorkspaceID()
 	if workspaceID == uuid.Nil {
@@ -37,6 +40,9 @@ func Append(ctx context.Context, tx store.Tx, e Event) (uuid.UUID, error) {
 	payload, err := json.Marshal(e.Payload)
 	if err != nil {
 		return uuid.Nil, kernel.Internal(fmt.Errorf("outbox: payload of %s: %w", e.Type, err))
+	}
+	if err := checkCatalogued(e.Type, payload); err != nil {
+		return uuid.Nil, kernel.Internal(fmt.Errorf("outbox: %w", err))
 	}
 	id := kernel.NewID()
 	_, err = tx.Exec(ctx, `INSERT INTO outbox (id, workspace_id, event_type, payload, created_at)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -71,7 +70,7 @@ func (r *Runtime) consumeEvents(ctx context.Context, s subscription) error {
 		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        s.opts.Timeout + 30*time.Second,
+		AckWait:        ackWait,
 		MaxDeliver:     -1, // attempts are counted below, so the last one can be dead-lettered with its reason
 		MaxAckPending:  max(s.opts.Concurrency*4, 64),
 	})
@@ -93,7 +92,7 @@ func (r *Runtime) deliverEvent(ctx context.Context, s subscription, msg jetstrea
 	if meta, err := msg.Metadata(); err == nil {
 		attempt = int(meta.NumDelivered)
 	}
-	stopHeartbeat := inProgress(msg, s.opts.Timeout)
+	stopHeartbeat := inProgress(msg)
 	hctx, cancel := context.WithTimeout(kernel.WithActor(ctx, kernel.SystemActor), s.opts.Timeout)
 	err := safely(func() error { return s.handler(hctx, e) })
 	cancel()

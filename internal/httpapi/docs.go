@@ -37,8 +37,12 @@ type docsSchema struct {
 type docsPage struct {
 	Title, Version, Description string
 	Tags                        []docsTag
+	Events                      []docsEvent
 	Schemas                     []docsSchema
 }
+
+// docsEvent is one event type, from the document's webhooks.
+type docsEvent struct{ Name, Description, Schema string }
 
 type docsTag struct {
 	Name       string
@@ -71,6 +75,10 @@ table{border-collapse:collapse;width:100%;margin:8px 0}td,th{text-align:left;pad
 <table><tr><th>Status</th><th>Meaning</th><th>Body</th></tr>{{range .Responses}}
 <tr><td>{{.Status}}</td><td>{{.Description}}</td><td>{{if .Schema}}<a href="#schema-{{.Schema}}"><code>{{.Schema}}</code></a>{{end}}</td></tr>{{end}}</table>
 </div>{{end}}{{end}}
+{{if .Events}}<h2 id="events">Events</h2><p>Sent to webhook endpoints and on each workspace's event stream, in an
+<a href="#schema-EventEnvelope"><code>EventEnvelope</code></a> whose <code>data</code> depends on the type.</p>
+<table><tr><th>Type</th><th>When</th><th>Envelope</th></tr>{{range .Events}}
+<tr><td><code>{{.Name}}</code></td><td>{{.Description}}</td><td><a href="#schema-{{.Schema}}"><code>{{.Schema}}</code></a></td></tr>{{end}}</table>{{end}}
 <h2>Schemas</h2>{{range .Schemas}}<div class="op" id="schema-{{.Name}}"><strong><code>{{.Name}}</code></strong>
 <table>{{range .Fields}}<tr><td><code>{{.Name}}</code>{{if .Required}} <span class="req">required</span>{{end}}</td><td>{{.Type}}</td><td>{{.Description}}</td></tr>{{end}}</table></div>{{end}}
 </main></body></html>`))
@@ -114,6 +122,7 @@ func buildDocs(oa *huma.OpenAPI) docsPage {
 		page.Tags = append(page.Tags, docsTag{Name: name, Operations: ops})
 	}
 	sort.Slice(page.Tags, func(i, j int) bool { return page.Tags[i].Name < page.Tags[j].Name })
+	page.Events = docsEvents(oa)
 	if oa.Components != nil && oa.Components.Schemas != nil {
 		for name, s := range oa.Components.Schemas.Map() {
 			page.Schemas = append(page.Schemas, docsSchema{Name: name, Fields: schemaFields(s)})
@@ -121,6 +130,26 @@ func buildDocs(oa *huma.OpenAPI) docsPage {
 	}
 	sort.Slice(page.Schemas, func(i, j int) bool { return page.Schemas[i].Name < page.Schemas[j].Name })
 	return page
+}
+
+// docsEvents lists the event types the document's webhooks describe, by name.
+func docsEvents(oa *huma.OpenAPI) []docsEvent {
+	var out []docsEvent
+	for name, item := range oa.Webhooks {
+		op := item.Post
+		if op == nil || op.RequestBody == nil || op.RequestBody.Content["application/json"] == nil {
+			continue
+		}
+		e := docsEvent{Name: name, Description: op.Description, Schema: refName(op.RequestBody.Content["application/json"].Schema)}
+		if oa.Components != nil && oa.Components.Schemas != nil {
+			if s := oa.Components.Schemas.Map()[e.Schema]; s != nil && s.Description != "" {
+				e.Description = s.Description // the operation's adds where events go, the same for all
+			}
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 func docsOp(method, path string, op *huma.Operation) docsOperation {

@@ -51,6 +51,9 @@ func call(t *testing.T, base, method, path string, headers map[string]string, bo
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return response{status: resp.StatusCode, header: resp.Header} // an open stream: closing it ends it
+	}
 	raw, _ := io.ReadAll(resp.Body)
 	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	_ = json.Unmarshal(raw, &r.body)

@@ -3,6 +3,8 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"atrium/internal/store"
 	"atrium/internal/tenancy/policy"
 	"atrium/internal/testkit"
+	"atrium/internal/webhooks"
 )
 
 // The callers of the route × role table: the four roles of a fresh
@@ -92,6 +95,21 @@ var roleTable = map[string]roleRoute{
 	"DELETE /api/v1/workspaces/{workspace_id}/teams/{team_id}/members/{user_id}": {allowed: insiders(204, asOwner, asAdmin)},
 	"GET /api/v1/workspaces/{workspace_id}/jobs/{job_id}":                        {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
 	"POST /api/v1/workspaces/{workspace_id}/jobs/{job_id}/cancel":                {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"GET /api/v1/workspaces/{workspace_id}/events/stream":                        {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
+	"GET /api/v1/workspaces/{workspace_id}/webhook-endpoints":                    {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/webhook-endpoints": {body: `{"url": "{hook}"}`,
+		allowed: insiders(201, asOwner, asAdmin, asOwnKey)},
+	"GET /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}": {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"PATCH /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}": {body: `{"description": "Renamed"}`,
+		allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"DELETE /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}":             {allowed: insiders(204, asOwner, asAdmin, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}/rotate-secret": {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}/test":          {allowed: insiders(202, asOwner, asAdmin, asOwnKey)},
+	"GET /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}/deliveries":     {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"GET /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}": {
+		allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": {
+		allowed: insiders(202, asOwner, asAdmin, asOwnKey)},
 }
 
 // roleWorld is the cast: people signed up through the API, and another
@@ -102,16 +120,20 @@ type roleWorld struct {
 	strangers                                      uuid.UUID
 	strangersKey                                   string
 	n                                              int
+	// hook receives the webhooks of the table's endpoints.
+	hook *httptest.Server
 }
 
 // roleWorkspace is a fresh workspace of the table with its keys: one to call
 // with, one revoked, and one for the revoke route to act on; a pending
-// invitation; and a team holding the target member.
+// invitation; a team holding the target member; a queued job; and, for the
+// routes that need one, a webhook endpoint with a delivery.
 type roleWorkspace struct {
 	id                   uuid.UUID
 	key, revoked, target string
 	invite, team         string
 	job                  string
+	endpoint, delivery   string
 }
 
 // newKey creates a read-and-write key in workspaceID as its owner and
@@ -129,8 +151,11 @@ func (w *roleWorld) newKey(t *testing.T, owner, workspaceID uuid.UUID) (string, 
 }
 
 func newRoleWorld(t *testing.T, d store.Dialect) *roleWorld {
-	f := setup(t, d, testkit.AppOptions{})
-	w := &roleWorld{f: f}
+	f := setup(t, d, testkit.AppOptions{Env: map[string]string{"ATRIUM_WEBHOOK_ALLOW_PRIVATE": "true"}})
+	w := &roleWorld{f: f, hook: httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))}
+	t.Cleanup(w.hook.Close)
 	for _, p := range []*testkit.Person{&w.owner, &w.admin, &w.member, &w.viewer, &w.target, &w.stranger} {
 		*p = f.app.SignUp(t, fmt.Sprintf("person%d@example.com", w.n))
 		w.n++
@@ -252,12 +277,15 @@ func TestRouteRoleTable(t *testing.T) {
 func (w *roleWorld) check(t *testing.T, route string, row roleRoute, caller string) {
 	rw := w.workspace(t, row.deleted)
 	method, pattern, _ := strings.Cut(route, " ")
+	if strings.Contains(pattern, "{endpoint_id}") {
+		rw.endpoint, rw.delivery = w.webhookEndpoint(t, rw.id)
+	}
 	path := func(ws uuid.UUID) string {
 		return strings.NewReplacer("{workspace_id}", kernel.FormatID(kernel.PrefixWorkspace, ws),
 			"{user_id}", w.target.UserID(), "{key_id}", rw.target, "{invite_id}", rw.invite, "{team_id}", rw.team,
-			"{job_id}", rw.job).Replace(pattern)
+			"{job_id}", rw.job, "{endpoint_id}", rw.endpoint, "{delivery_id}", rw.delivery).Replace(pattern)
 	}
-	body := strings.NewReplacer("{target}", w.target.UserID(), "{viewer}", w.viewer.UserID()).Replace(row.body)
+	body := strings.NewReplacer("{target}", w.target.UserID(), "{viewer}", w.viewer.UserID(), "{hook}", w.hook.URL).Replace(row.body)
 	r := call(t, w.f.url, method, path(rw.id), w.headers(caller, rw), body)
 	switch caller {
 	case asAnonymous, asRevoked:
@@ -313,4 +341,23 @@ func (w *roleWorld) queuedJob(t *testing.T, workspaceID uuid.UUID) string {
 		t.Fatal(err)
 	}
 	return kernel.FormatID(kernel.PrefixJob, id)
+}
+
+// webhookEndpoint creates, as the owner, an endpoint on the table's receiver
+// with a test delivery, and returns their API IDs. Only the routes that act
+// on one ask for it: each endpoint draws the workspace's events.
+func (w *roleWorld) webhookEndpoint(t *testing.T, workspaceID uuid.UUID) (string, string) {
+	t.Helper()
+	ownerCtx := kernel.WithActor(context.Background(), kernel.Actor{Kind: kernel.ActorUser, ID: w.owner.ID, Via: kernel.ViaCookie})
+	owner := policy.Resource{Workspace: workspaceID, Role: policy.Owner}
+	svc := w.f.app.Services.Webhooks
+	ep, _, err := svc.Create(ownerCtx, owner, webhooks.NewEndpoint{URL: w.hook.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := svc.SendTest(ownerCtx, owner, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kernel.FormatID(kernel.PrefixWebhookEndpoint, ep.ID), kernel.FormatID(kernel.PrefixDelivery, d.ID)
 }

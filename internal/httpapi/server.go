@@ -16,12 +16,15 @@ import (
 
 	"atrium/internal/account"
 	"atrium/internal/events"
+	"atrium/internal/events/catalog"
+	"atrium/internal/events/realtime"
 	"atrium/internal/httpapi/cursor"
 	"atrium/internal/identity"
 	"atrium/internal/kernel"
 	"atrium/internal/mail/devmail"
 	"atrium/internal/store"
 	"atrium/internal/tenancy"
+	"atrium/internal/webhooks"
 )
 
 // Check is one dependency /readyz probes.
@@ -65,6 +68,18 @@ type Deps struct {
 	DevMailbox *devmail.Mailbox
 	// Jobs serves the background jobs' records; nil leaves those routes out.
 	Jobs *events.Jobs
+	// EventCatalog documents every event type in the OpenAPI document (a
+	// webhook per type); nil leaves them out.
+	EventCatalog *catalog.Catalog
+	// EventStream serves the workspaces' event streams; it needs
+	// EventCatalog, and nil leaves the route out.
+	EventStream *realtime.Hub
+	// Admin serves the platform admins' routes (scheduler runs, relay lag);
+	// nil leaves them out. It needs Cursors.
+	Admin *AdminDeps
+	// Webhooks serves webhook endpoints and their delivery logs; nil leaves
+	// those routes out.
+	Webhooks *webhooks.Service
 }
 
 var hookOnce sync.Once
@@ -105,6 +120,9 @@ func NewHandler(d Deps) http.Handler {
 		if d.Jobs != nil {
 			registerJobs(api, d.Jobs)
 		}
+		if d.Webhooks != nil {
+			registerWebhooks(api, d.Webhooks, d.Cursors)
+		}
 	}
 	if d.Identity != nil {
 		if d.Cursors == nil {
@@ -121,6 +139,15 @@ func NewHandler(d Deps) http.Handler {
 	}
 	if d.DevMailbox != nil {
 		registerDevMailbox(api, d.DevMailbox)
+	}
+	if d.EventStream != nil && d.EventCatalog == nil {
+		panic("httpapi: Deps.EventStream needs Deps.EventCatalog to document its events")
+	}
+	if d.EventCatalog != nil {
+		registerEvents(api, d.EventCatalog, d.EventStream, d.Auth, d.Access)
+	}
+	if d.Admin != nil {
+		registerAdmin(api, *d.Admin, d.Cursors)
 	}
 	for _, register := range d.Routes {
 		register(api)

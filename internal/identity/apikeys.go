@@ -102,7 +102,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, res policy.Resource, in NewA
 		if err != nil {
 			return err
 		}
-		return recordKey(ctx, tx, "api_key.created", key)
+		return recordKey(ctx, tx, EventAPIKeyCreated, key)
 	})
 	if err != nil {
 		return APIKey{}, "", fmt.Errorf("identity: create API key: %w", err)
@@ -144,8 +144,7 @@ func recordKey(ctx context.Context, tx store.Tx, action string, key APIKey) erro
 	if err != nil {
 		return err
 	}
-	_, err = events.Append(ctx, tx, events.Event{Type: action, Payload: map[string]any{
-		"id": id, "name": key.Name, "scopes": policy.ScopeNames(key.Scopes), "prefix": key.Prefix}})
+	_, err = events.Append(ctx, tx, events.Event{Type: action, Payload: apiKeyEvent(key)})
 	return err
 }
 
@@ -194,7 +193,7 @@ func (s *Service) RevokeAPIKey(ctx context.Context, res policy.Resource, id uuid
 		if err != nil {
 			return err
 		}
-		return recordKey(ctx, tx, "api_key.revoked", key)
+		return recordKey(ctx, tx, EventAPIKeyRevoked, key)
 	})
 	if err != nil {
 		return fmt.Errorf("identity: revoke API key: %w", err)

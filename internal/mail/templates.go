@@ -25,7 +25,20 @@ const (
 
 	TemplateEmailChange       = "email_change"        // data: EmailChange
 	TemplateEmailChangeNotice = "email_change_notice" // data: EmailChangeNotice
+
+	TemplateWebhookDisabled = "webhook_disabled" // data: WebhookDisabled
 )
+
+// WebhookDisabled is the data of the webhook_disabled template: the notice
+// sent to a workspace's owners and admins when Atrium turned one of its
+// webhook endpoints off.
+type WebhookDisabled struct {
+	Name          string // the recipient's name; may be empty
+	WorkspaceName string
+	EndpointID    string // the endpoint's API ID (we_…)
+	EndpointURL   string // the endpoint's URL without its query, which may hold a credential
+	Reason        string // why, in words, completing "Atrium disabled it because …"
+}
 
 // EmailChange is the data of the email_change template: the link, sent to a
 // new address, that confirms it as the account's.

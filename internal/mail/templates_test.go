@@ -24,6 +24,9 @@ var sampleData = map[string]any{
 
 	mail.TemplateEmailChange:       mail.EmailChange{Name: "Ada", Link: "https://app.example.com/confirm-email-change?token=abc", ExpiresIn: "24 hours"},
 	mail.TemplateEmailChangeNotice: mail.EmailChangeNotice{Name: "Ada", NewEmail: "ada@new.example", ResetLink: "https://app.example.com/forgot-password"},
+
+	mail.TemplateWebhookDisabled: mail.WebhookDisabled{Name: "Ada", WorkspaceName: "Acme", EndpointID: "we_01h455vb4pex5vsknk084sn02q",
+		EndpointURL: "https://hooks.example.com/atrium", Reason: "it kept failing for 5 days without a single success"},
 }
 
 func loadTemplates(t *testing.T) *mail.Templates {

@@ -150,8 +150,8 @@ func leave(ctx context.Context, tx store.Tx, workspaceID, userID uuid.UUID) erro
 		if err := setDeletedAt(ctx, tx, ws); err != nil {
 			return err
 		}
-		err := record(ctx, tx, "workspace.deleted", "workspace.deleted", workspaceTarget(ws.ID),
-			map[string]any{"restorable_until": ws.RestorableUntil(), "reason": departureReason}, eventPayload(ws))
+		err := record(ctx, tx, "workspace.deleted", EventWorkspaceDeleted, workspaceTarget(ws.ID),
+			map[string]any{"restorable_until": ws.RestorableUntil(), "reason": departureReason}, workspaceDeletedEvent(ws))
 		if err != nil {
 			return err
 		}
@@ -162,8 +162,8 @@ func leave(ctx context.Context, tx store.Tx, workspaceID, userID uuid.UUID) erro
 	if _, err := tx.Exec(ctx, deleteMemberSQL, workspaceID, userID); err != nil {
 		return err
 	}
-	return record(ctx, tx, "member.removed", "member.removed", memberTarget(userID),
-		map[string]any{"role": target.Role, "reason": departureReason}, memberPayload(target.Membership))
+	return record(ctx, tx, "member.removed", EventMemberRemoved, memberTarget(userID),
+		map[string]any{"role": target.Role, "reason": departureReason}, memberEvent(target.Membership))
 }
 
 // headcount reads the workspace's number of owners and of members.

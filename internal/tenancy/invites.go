@@ -130,8 +130,8 @@ func (s *Service) CreateInvite(ctx context.Context, res policy.Resource, email s
 			inv.InvitedBy, inv.CreatedAt, inv.ExpiresAt); err != nil {
 			return err
 		}
-		return record(ctx, tx, "invite.created", "invite.created", inviteTarget(inv.ID),
-			inviteAudit(inv), invitePayload(inv))
+		return record(ctx, tx, "invite.created", EventMemberInvited, inviteTarget(inv.ID),
+			inviteAudit(inv), inviteEvent(inv))
 	})
 	if err != nil {
 		return Invite{}, fmt.Errorf("tenancy: invite: %w", notFoundAs("workspace", err))
@@ -255,8 +255,8 @@ func (s *Service) ResendInvite(ctx context.Context, res policy.Resource, id uuid
 		if _, err := tx.Exec(ctx, resendInviteSQL, inv.ID, inv.WorkspaceID, hash, inv.ExpiresAt, now); err != nil {
 			return err
 		}
-		return record(ctx, tx, "invite.resent", "invite.resent", inviteTarget(inv.ID),
-			inviteAudit(inv), invitePayload(inv))
+		return record(ctx, tx, "invite.resent", EventInviteResent, inviteTarget(inv.ID),
+			inviteAudit(inv), inviteEvent(inv))
 	})
 	if err != nil {
 		return Invite{}, fmt.Errorf("tenancy: resend invite: %w", err)
@@ -309,8 +309,8 @@ func (s *Service) RevokeInvite(ctx context.Context, res policy.Resource, id uuid
 		}
 		now := tx.Now()
 		inv.RevokedAt, inv.Status = &now, InviteRevoked
-		return record(ctx, tx, "invite.revoked", "invite.revoked", inviteTarget(inv.ID),
-			inviteAudit(inv), invitePayload(inv))
+		return record(ctx, tx, "invite.revoked", EventInviteRevoked, inviteTarget(inv.ID),
+			inviteAudit(inv), inviteEvent(inv))
 	})
 	if err != nil {
 		return fmt.Errorf("tenancy: revoke invite: %w", err)
@@ -366,12 +366,4 @@ func inviteAudit(inv Invite) map[string]any {
 
 func inviteTarget(id uuid.UUID) audit.Entry {
 	return audit.Entry{TargetType: "invite", TargetID: kernel.FormatID(kernel.PrefixInvite, id)}
-}
-
-// invitePayload is an invitation's event payload: never its token or hash.
-func invitePayload(inv Invite) map[string]any {
-	return map[string]any{
-		"id": kernel.FormatID(kernel.PrefixInvite, inv.ID), "workspace_id": kernel.FormatID(kernel.PrefixWorkspace, inv.WorkspaceID),
-		"email": inv.Email, "role": inv.Role, "status": inv.Status, "expires_at": inv.ExpiresAt,
-	}
 }

@@ -265,12 +265,12 @@ func acceptIn(ctx context.Context, tx store.Tx, inv Invite, userID uuid.UUID) (M
 		return Membership{}, errBadInvite()
 	}
 	inv.AcceptedAt, inv.AcceptedBy, inv.Status = &now, &userID, InviteAccepted
-	if err := record(ctx, tx, "invite.accepted", "invite.accepted", inviteTarget(inv.ID),
-		inviteAudit(inv), invitePayload(inv)); err != nil {
+	if err := record(ctx, tx, "invite.accepted", EventInviteAccepted, inviteTarget(inv.ID),
+		inviteAudit(inv), inviteEvent(inv)); err != nil {
 		return Membership{}, err
 	}
-	if err := record(ctx, tx, "member.added", "member.added", memberTarget(userID),
-		map[string]any{"role": m.Role, "invite_id": kernel.FormatID(kernel.PrefixInvite, inv.ID)}, memberPayload(m)); err != nil {
+	if err := record(ctx, tx, "member.added", EventMemberJoined, memberTarget(userID),
+		map[string]any{"role": m.Role, "invite_id": kernel.FormatID(kernel.PrefixInvite, inv.ID)}, memberJoinedEvent(m, inv.ID)); err != nil {
 		return Membership{}, err
 	}
 	return m, nil

@@ -68,8 +68,8 @@ func (s *Service) Delete(ctx context.Context, res policy.Resource) (Workspace, e
 		if err := setDeletedAt(ctx, tx, ws); err != nil {
 			return err
 		}
-		return record(ctx, tx, "workspace.deleted", "workspace.deleted", workspaceTarget(ws.ID),
-			map[string]any{"restorable_until": ws.RestorableUntil()}, eventPayload(ws))
+		return record(ctx, tx, "workspace.deleted", EventWorkspaceDeleted, workspaceTarget(ws.ID),
+			map[string]any{"restorable_until": ws.RestorableUntil()}, workspaceDeletedEvent(ws))
 	})
 	return ws, notFoundAs("workspace", err)
 }
@@ -97,7 +97,7 @@ func (s *Service) Restore(ctx context.Context, res policy.Resource) (Workspace, 
 		if err := setDeletedAt(ctx, tx, ws); err != nil {
 			return err
 		}
-		return record(ctx, tx, "workspace.restored", "workspace.restored", workspaceTarget(ws.ID), nil, eventPayload(ws))
+		return record(ctx, tx, "workspace.restored", EventWorkspaceRestored, workspaceTarget(ws.ID), nil, workspaceEvent(ws))
 	})
 	return ws, notFoundAs("workspace", err)
 }

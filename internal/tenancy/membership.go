@@ -90,7 +90,7 @@ func (s *Service) AddMember(ctx context.Context, workspaceID, userID uuid.UUID, 
 		if err := insertMembership(ctx, tx, m); err != nil {
 			return err
 		}
-		return record(ctx, tx, "member.added", "member.added", memberTarget(userID), map[string]any{"role": role}, memberPayload(m))
+		return record(ctx, tx, "member.added", EventMemberJoined, memberTarget(userID), map[string]any{"role": role}, memberJoinedEvent(m, uuid.Nil))
 	})
 	return m, notFoundAs("workspace", err)
 }
@@ -219,8 +219,8 @@ func (s *Service) ChangeRole(ctx context.Context, res policy.Resource, userID uu
 		if err := setRole(ctx, tx, m.Membership); err != nil {
 			return err
 		}
-		return record(ctx, tx, "member.role_changed", "member.role_changed", memberTarget(userID),
-			map[string]any{"from": target.Role, "to": role}, memberPayload(m.Membership))
+		return record(ctx, tx, "member.role_changed", EventMemberRoleChanged, memberTarget(userID),
+			map[string]any{"from": target.Role, "to": role}, memberRoleChangedEvent(m.Membership, string(target.Role)))
 	})
 	return m, err
 }
@@ -232,9 +232,9 @@ func (s *Service) ChangeRole(ctx context.Context, res policy.Resource, userID uu
 // and not_found for a person who is not a member.
 func (s *Service) RemoveMember(ctx context.Context, res policy.Resource, userID uuid.UUID) error {
 	defer s.forgetUser(userID)
-	action, verb := policy.MemberRemove, "member.removed"
+	action, verb, event := policy.MemberRemove, "member.removed", EventMemberRemoved
 	if actor := kernel.ActorFrom(ctx); actor.Kind == kernel.ActorUser && actor.ID == userID {
-		action, verb = policy.MemberLeave, "member.left"
+		action, verb, event = policy.MemberLeave, "member.left", EventMemberLeft
 	}
 	return s.changeMember(ctx, res, action, userID, "", func(tx store.Tx, target Member) error {
 		if target.Role == policy.Owner {
@@ -245,7 +245,7 @@ func (s *Service) RemoveMember(ctx context.Context, res policy.Resource, userID 
 		if _, err := tx.Exec(ctx, deleteMemberSQL, res.Workspace, userID); err != nil {
 			return err
 		}
-		return record(ctx, tx, verb, verb, memberTarget(userID), map[string]any{"role": target.Role}, memberPayload(target.Membership))
+		return record(ctx, tx, verb, event, memberTarget(userID), map[string]any{"role": target.Role}, memberEvent(target.Membership))
 	})
 }
 
@@ -268,10 +268,9 @@ func (s *Service) TransferOwnership(ctx context.Context, res policy.Resource, us
 		if err := setRole(ctx, tx, Membership{WorkspaceID: res.Workspace, UserID: actor.ID, Role: policy.Admin, UpdatedAt: now}); err != nil {
 			return err
 		}
-		return record(ctx, tx, "workspace.ownership_transferred", "workspace.ownership_transferred", workspaceTarget(res.Workspace),
+		return record(ctx, tx, "workspace.ownership_transferred", EventWorkspaceOwnershipTransferred, workspaceTarget(res.Workspace),
 			map[string]any{"from": kernel.FormatID(kernel.PrefixUser, actor.ID), "to": kernel.FormatID(kernel.PrefixUser, userID)},
-			map[string]any{"workspace_id": kernel.FormatID(kernel.PrefixWorkspace, res.Workspace),
-				"from": kernel.FormatID(kernel.PrefixUser, actor.ID), "to": kernel.FormatID(kernel.PrefixUser, userID)})
+			ownershipTransferredEvent(res.Workspace, actor.ID, userID))
 	})
 }
 
@@ -319,11 +318,4 @@ func scanMembership(row store.Row, extra ...any) (Membership, error) {
 
 func memberTarget(userID uuid.UUID) audit.Entry {
 	return audit.Entry{TargetType: "member", TargetID: kernel.FormatID(kernel.PrefixUser, userID)}
-}
-
-func memberPayload(m Membership) map[string]any {
-	return map[string]any{
-		"workspace_id": kernel.FormatID(kernel.PrefixWorkspace, m.WorkspaceID),
-		"user_id":      kernel.FormatID(kernel.PrefixUser, m.UserID), "role": m.Role,
-	}
 }

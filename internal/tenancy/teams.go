@@ -93,7 +93,7 @@ func (s *Service) CreateTeam(ctx context.Context, res policy.Resource, name stri
 			}
 			return err
 		}
-		return record(ctx, tx, "team.created", "team.created", teamTarget(team.ID), map[string]any{"name": team.Name}, teamPayload(team))
+		return record(ctx, tx, "team.created", EventTeamCreated, teamTarget(team.ID), map[string]any{"name": team.Name}, teamEvent(team))
 	})
 	if err != nil {
 		return Team{}, fmt.Errorf("tenancy: create team: %w", err)
@@ -192,8 +192,8 @@ func (s *Service) RenameTeam(ctx context.Context, res policy.Resource, id uuid.U
 			}
 			return err
 		}
-		return record(ctx, tx, "team.renamed", "team.updated", teamTarget(team.ID),
-			map[string]any{"from": team.Name, "to": out.Name}, teamPayload(out))
+		return record(ctx, tx, "team.renamed", EventTeamUpdated, teamTarget(team.ID),
+			map[string]any{"from": team.Name, "to": out.Name}, teamEvent(out))
 	})
 	if err != nil {
 		return Team{}, fmt.Errorf("tenancy: rename team: %w", err)
@@ -211,7 +211,7 @@ func (s *Service) DeleteTeam(ctx context.Context, res policy.Resource, id uuid.U
 		if _, err := tx.Exec(ctx, deleteTeamSQL, team.ID, team.WorkspaceID); err != nil {
 			return err
 		}
-		return record(ctx, tx, "team.deleted", "team.deleted", teamTarget(team.ID), map[string]any{"name": team.Name}, teamPayload(team))
+		return record(ctx, tx, "team.deleted", EventTeamDeleted, teamTarget(team.ID), map[string]any{"name": team.Name}, teamEvent(team))
 	})
 	if err != nil {
 		return fmt.Errorf("tenancy: delete team: %w", err)
@@ -235,9 +235,4 @@ func scanTeam(row store.Row, withCount bool) (Team, error) {
 
 func teamTarget(id uuid.UUID) audit.Entry {
 	return audit.Entry{TargetType: "team", TargetID: kernel.FormatID(kernel.PrefixTeam, id)}
-}
-
-func teamPayload(t Team) map[string]any {
-	return map[string]any{"id": kernel.FormatID(kernel.PrefixTeam, t.ID),
-		"workspace_id": kernel.FormatID(kernel.PrefixWorkspace, t.WorkspaceID), "name": t.Name}
 }

@@ -66,8 +66,8 @@ func (s *Service) AddTeamMember(ctx context.Context, res policy.Resource, teamID
 		if out, err = scanTeamMember(tx.QueryRow(ctx, selectTeamMemberSQL, res.Workspace, team.ID, userID)); err != nil {
 			return err
 		}
-		return record(ctx, tx, "team.member_added", "team.member_added", teamTarget(team.ID),
-			map[string]any{"user_id": kernel.FormatID(kernel.PrefixUser, userID)}, teamMemberPayload(team, userID))
+		return record(ctx, tx, "team.member_added", EventTeamMemberAdded, teamTarget(team.ID),
+			map[string]any{"user_id": kernel.FormatID(kernel.PrefixUser, userID)}, teamMemberEvent(team, userID))
 	})
 	if err == nil {
 		added := []TeamMember{out}
@@ -93,8 +93,8 @@ func (s *Service) RemoveTeamMember(ctx context.Context, res policy.Resource, tea
 		if n == 0 {
 			return kernel.NotFound("team member")
 		}
-		return record(ctx, tx, "team.member_removed", "team.member_removed", teamTarget(team.ID),
-			map[string]any{"user_id": kernel.FormatID(kernel.PrefixUser, userID)}, teamMemberPayload(team, userID))
+		return record(ctx, tx, "team.member_removed", EventTeamMemberRemoved, teamTarget(team.ID),
+			map[string]any{"user_id": kernel.FormatID(kernel.PrefixUser, userID)}, teamMemberEvent(team, userID))
 	})
 	if err != nil {
 		return fmt.Errorf("tenancy: remove team member: %w", err)
@@ -163,9 +163,4 @@ func scanTeamMember(row store.Row) (TeamMember, error) {
 	}
 	m.Role, m.AddedAt = policy.Role(role), m.AddedAt.UTC()
 	return m, nil
-}
-
-func teamMemberPayload(t Team, userID uuid.UUID) map[string]any {
-	return map[string]any{"team_id": kernel.FormatID(kernel.PrefixTeam, t.ID),
-		"workspace_id": kernel.FormatID(kernel.PrefixWorkspace, t.WorkspaceID), "user_id": kernel.FormatID(kernel.PrefixUser, userID)}
 }

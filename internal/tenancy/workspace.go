@@ -147,7 +147,7 @@ func (s *Service) create(ctx context.Context, name, slug string, then func(store
 		if err := then(tx, ws); err != nil {
 			return err
 		}
-		return record(ctx, tx, "workspace.created", "workspace.created", workspaceTarget(ws.ID), nil, eventPayload(ws))
+		return record(ctx, tx, "workspace.created", EventWorkspaceCreated, workspaceTarget(ws.ID), nil, workspaceEvent(ws))
 	})
 	return ws, err
 }
@@ -190,14 +190,10 @@ func (s *Service) Rename(ctx context.Context, res policy.Resource, name string) 
 		if _, err := tx.Exec(ctx, "UPDATE workspace SET name = $2, updated_at = $3 WHERE id = $1", ws.ID, ws.Name, ws.UpdatedAt); err != nil {
 			return err
 		}
-		return record(ctx, tx, "workspace.renamed", "workspace.updated", workspaceTarget(ws.ID),
-			map[string]any{"from": old.Name, "to": ws.Name}, eventPayload(ws))
+		return record(ctx, tx, "workspace.renamed", EventWorkspaceUpdated, workspaceTarget(ws.ID),
+			map[string]any{"from": old.Name, "to": ws.Name}, workspaceEvent(ws))
 	})
 	return ws, notFoundAs("workspace", err)
-}
-
-func eventPayload(ws Workspace) map[string]any {
-	return map[string]any{"id": kernel.FormatID(kernel.PrefixWorkspace, ws.ID), "slug": ws.Slug, "name": ws.Name}
 }
 
 const (

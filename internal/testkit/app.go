@@ -75,6 +75,10 @@ type AppOptions struct {
 	// LoginLimits replaces the generous brute-force limits of LoginLimits();
 	// brute-force tests pass identity.DefaultLoginLimits().
 	LoginLimits *identity.LoginLimits
+	// Scheduler runs the scheduler as production does. It is off by
+	// default, so that a test moving the clock across days is not raced by
+	// hard deletes and cleanups.
+	Scheduler bool
 }
 
 // LoginLimits are the brute-force limits of booted test apps and test
@@ -116,7 +120,7 @@ func Boot(t testing.TB, dialect store.Dialect, opts AppOptions) *TestApp {
 		limits = *opts.LoginLimits
 	}
 	a, err := app.New(context.Background(), cfg, app.Options{LogOutput: logs, Clock: clock, Auth: TestAuth{},
-		Routes: opts.Routes, PasswordParams: &params, LoginLimits: &limits})
+		Routes: opts.Routes, PasswordParams: &params, LoginLimits: &limits, ManualScheduler: !opts.Scheduler})
 	if err != nil {
 		t.Fatalf("boot atrium on %s: %v", dialect, err)
 	}

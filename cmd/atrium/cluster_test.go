@@ -400,3 +400,29 @@ func (r *receiver) distinct() int {
 	defer r.mu.Unlock()
 	return len(r.byID)
 }
+
+// TestKillBetweenCommitAndPublish commits a change while NATS is away, so
+// its event can only be in the outbox, kills the node with SIGKILL, and
+// brings both back: the event is delivered after the restart.
+func TestKillBetweenCommitAndPublish(t *testing.T) {
+	bus := testkit.StartNATS(t)
+	d := &deployment{t: t, env: with(newEnv(t), "ATRIUM_NATS_URL", bus.URL(), "ATRIUM_WEBHOOK_ALLOW_PRIVATE", "true")}
+	n := d.start("solo", nil)
+	ws, key, _ := d.owner()
+	rcv := newReceiver(t)
+	endpoint := key.must(http.StatusCreated, n.base, "POST", "/api/v1/workspaces/"+ws+"/webhook-endpoints",
+		`{"url": "`+rcv.URL+`", "event_types": ["workspace.updated"]}`)
+	rcv.setSecret(t, endpoint["secret"].(string))
+
+	bus.Stop()
+	key.must(http.StatusOK, n.base, "PATCH", "/api/v1/workspaces/"+ws, `{"name": "Written while NATS was away"}`)
+	n.kill(t)
+	bus.Start(t)
+	n.restart(t)
+	waitFor(t, 30*time.Second, "the event committed before the kill", func() bool { return rcv.distinct() == 1 })
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.bad) > 0 {
+		t.Fatalf("deliveries with a bad signature: %v", rcv.bad)
+	}
+}

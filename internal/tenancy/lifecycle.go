@@ -14,7 +14,7 @@ import (
 )
 
 // RestoreWindow is how long a deleted workspace can be restored. After it the
-// scheduler (a later issue) deletes the workspace for good.
+// scheduler's workspace.hard_delete task (PurgeDeleted) deletes the workspace for good.
 const RestoreWindow = 30 * 24 * time.Hour
 
 // MyWorkspace is a workspace in a person's list, with their role there.

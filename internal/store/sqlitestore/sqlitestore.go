@@ -40,6 +40,11 @@ type DB struct {
 	reader *sql.DB
 	// readerStmts caches prepared statements of the read pool.
 	readerStmts *stmtCache
+	// writerStmts caches prepared statements of the one writer connection.
+	// A write transaction holds that connection, so it cannot prepare into
+	// the cache itself: it runs a statement the cache lacks unprepared, and
+	// the cache prepares it after the transaction has let the connection go.
+	writerStmts *stmtCache
 	clock       kernel.Clock
 	logger      *slog.Logger
 	path        string
@@ -78,7 +83,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	reader.SetConnMaxIdleTime(0)
 
 	db := &DB{writer: writer, reader: reader, clock: opts.Clock, logger: opts.Logger, path: opts.Path,
-		readerStmts: newStmtCache(reader)}
+		readerStmts: newStmtCache(reader), writerStmts: newStmtCache(writer)}
 	if db.clock == nil {
 		db.clock = kernel.SystemClock{}
 	}
@@ -154,6 +159,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 func (db *DB) Close() error {
 	db.readerStmts.close()
+	db.writerStmts.close()
 	rerr := db.reader.Close()
 	werr := db.writer.Close()
 	if werr != nil {
@@ -240,21 +246,19 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, tc tenantContext, fn func(s
 	if err != nil {
 		return mapErr(err)
 	}
+	t := &tx{tx: sqlTx, now: db.clock.Now(), workspace: tc.workspace, stmts: db.readerStmts}
 	if pool == db.writer {
+		t.stmts, t.missed = db.writerStmts, []string{}
+		defer func() { db.prepareMissed(ctx, t.missed) }()
 		var workspace any // NULL outside a workspace
 		if tc.workspace != uuid.Nil {
 			workspace = tc.workspace
 		}
-		if _, err := sqlTx.ExecContext(ctx, setTenantContextSQL, workspace, tc.bypass); err != nil {
+		if _, err := t.Exec(ctx, setTenantContextSQL, workspace, tc.bypass); err != nil {
 			_ = sqlTx.Rollback()
-			return mapErr(err)
+			return err
 		}
 	}
-	stmts := db.readerStmts
-	if pool == db.writer {
-		stmts = nil // see tx.stmt
-	}
-	t := &tx{tx: sqlTx, now: db.clock.Now(), workspace: tc.workspace, stmts: stmts}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = sqlTx.Rollback()
@@ -268,24 +272,38 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, tc tenantContext, fn func(s
 	return mapErr(sqlTx.Commit())
 }
 
+// prepareMissed prepares, on the writer connection a transaction has just
+// released, the statements it ran unprepared, so the next transaction finds
+// them in the cache. Preparing is best effort: a statement that fails to
+// prepare keeps running unprepared.
+func (db *DB) prepareMissed(ctx context.Context, queries []string) {
+	for _, q := range queries {
+		db.writerStmts.get(context.WithoutCancel(ctx), q)
+	}
+}
+
 type tx struct {
 	tx        *sql.Tx
 	now       time.Time
 	workspace uuid.UUID
 	stmts     *stmtCache
+	// missed collects, in a write transaction, the statements the writer's
+	// cache lacked; nil in a read transaction.
+	missed []string
 }
 
-// stmt returns query prepared on the transaction's connection when the read
+// stmt returns query prepared on the transaction's connection when its
 // pool's cache already holds it, or nil to run it unprepared. A transaction
 // never prepares into the cache itself: preparing takes a connection from the
 // pool, and one that holds the only writer connection (or, under load, every
-// reader) would wait for itself.
+// reader) would wait for itself. A write transaction notes what it missed,
+// for prepareMissed.
 func (t *tx) stmt(ctx context.Context, query string) *sql.Stmt {
-	if t.stmts == nil {
-		return nil
-	}
 	s := t.stmts.lookup(query)
 	if s == nil {
+		if t.missed != nil && len(t.missed) < 16 {
+			t.missed = append(t.missed, query)
+		}
 		return nil
 	}
 	return t.tx.StmtContext(ctx, s)

@@ -282,8 +282,12 @@ func (r *Runtime) runJob(ctx context.Context, k jobKind, msg jetstream.Msg) {
 		_ = msg.Ack()
 	case isPermanent(err) || attempt >= k.opts.MaxAttempts:
 		logger.Warn("job failed for good", "attempt", attempt, "error", err.Error())
-		_ = r.finishJob(ctx, job, "failed", nil, err.Error())
-		r.deadLetter(ctx, msg, "dead.jobs."+k.kind, err.Error(), attempt)
+		// The dead letter first: a failed record means its message is in the
+		// dead-letter stream. If that publish fails, the message comes back
+		// and this attempt's outcome is decided again.
+		if r.deadLetter(ctx, msg, "dead.jobs."+k.kind, err.Error(), attempt) {
+			_ = r.finishJob(ctx, job, "failed", nil, err.Error())
+		}
 	default:
 		delay := k.opts.Backoff(attempt)
 		logger.Info("job attempt failed; retrying", "attempt", attempt, "retry_in", delay.String(), "error", err.Error())
@@ -351,8 +355,9 @@ func (r *Runtime) finishJob(ctx context.Context, job *Job, status string, result
 }
 
 // deadLetter copies msg to the dead-letter stream with the reason, then
-// terminates it so it is never delivered again.
-func (r *Runtime) deadLetter(ctx context.Context, msg jetstream.Msg, subject, reason string, attempts int) {
+// terminates it so it is never delivered again. It reports whether the copy
+// was stored; if not, the message is handed back to come again later.
+func (r *Runtime) deadLetter(ctx context.Context, msg jetstream.Msg, subject, reason string, attempts int) bool {
 	dead := nats.NewMsg(subject)
 	dead.Data = msg.Data()
 	dead.Header.Set("Atrium-Reason", truncate(reason, 1000))
@@ -365,9 +370,10 @@ func (r *Runtime) deadLetter(ctx context.Context, msg jetstream.Msg, subject, re
 		// Not terminated: the message comes back and fails again, rather than vanish.
 		r.logger.Error("dead letter: publish", "subject", subject, "error", err.Error())
 		_ = msg.NakWithDelay(time.Minute)
-		return
+		return false
 	}
 	_ = msg.Term()
+	return true
 }
 
 // ackWait is how long the server waits for a message's acknowledgement

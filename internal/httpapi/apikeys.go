@@ -109,9 +109,9 @@ func registerAPIKeys(api huma.API, svc *identity.Service, cursors *cursor.Signer
 		if err != nil {
 			return nil, err
 		}
-		id, err := kernel.ParseID(kernel.PrefixAPIKey, in.KeyID)
+		id, err := pathID(kernel.PrefixAPIKey, "API key", in.KeyID)
 		if err != nil {
-			return nil, kernel.NotFound("API key")
+			return nil, err
 		}
 		return nil, svc.RevokeAPIKey(ctx, res, id)
 	})

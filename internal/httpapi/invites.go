@@ -71,13 +71,7 @@ type invitePath struct {
 
 // inviteID parses the {invite_id} of a route; a malformed one is the same
 // 404 as an invitation that does not exist.
-func inviteID(raw string) (uuid.UUID, error) {
-	id, err := kernel.ParseID(kernel.PrefixInvite, raw)
-	if err != nil {
-		return uuid.Nil, kernel.NotFound("invite")
-	}
-	return id, nil
-}
+func inviteID(raw string) (uuid.UUID, error) { return pathID(kernel.PrefixInvite, "invite", raw) }
 
 func registerInvites(api huma.API, svc *tenancy.Service, cursors *cursor.Signer) {
 	tags := []string{"Invitations"}

@@ -91,10 +91,4 @@ func registerJobs(api huma.API, svc *events.Jobs) {
 
 // jobID parses the {job_id} of a route; a malformed one is the same 404 as a
 // job that does not exist.
-func jobID(raw string) (uuid.UUID, error) {
-	id, err := kernel.ParseID(kernel.PrefixJob, raw)
-	if err != nil {
-		return uuid.Nil, kernel.NotFound("job")
-	}
-	return id, nil
-}
+func jobID(raw string) (uuid.UUID, error) { return pathID(kernel.PrefixJob, "job", raw) }

@@ -83,9 +83,9 @@ func registerRevocation(api huma.API, svc *identity.Service, tags []string, errs
 		if err != nil {
 			return nil, err
 		}
-		id, err := kernel.ParseID(kernel.PrefixSession, in.SessionID)
+		id, err := pathID(kernel.PrefixSession, "session", in.SessionID)
 		if err != nil {
-			return nil, kernel.NotFound("session")
+			return nil, err
 		}
 		if err := svc.RevokeSession(ctx, actor.ID, id); err != nil {
 			return nil, err

@@ -62,13 +62,7 @@ type memberOutput struct {
 
 // memberID parses the {user_id} of a member route; a malformed one is the
 // same 404 as a person who is not a member.
-func memberID(raw string) (uuid.UUID, error) {
-	id, err := kernel.ParseID(kernel.PrefixUser, raw)
-	if err != nil {
-		return uuid.Nil, kernel.NotFound("member")
-	}
-	return id, nil
-}
+func memberID(raw string) (uuid.UUID, error) { return pathID(kernel.PrefixUser, "member", raw) }
 
 func registerMembers(api huma.API, svc *tenancy.Service, cursors *cursor.Signer) {
 	tags := []string{"Members"}

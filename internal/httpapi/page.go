@@ -4,6 +4,7 @@ import (
 	"github.com/google/uuid"
 
 	"atrium/internal/httpapi/cursor"
+	"atrium/internal/kernel"
 )
 
 // Page is one page of a list: every list answers {items, next_cursor, has_more},
@@ -59,4 +60,15 @@ func afterID(p *idPosition) uuid.UUID {
 		return uuid.Nil
 	}
 	return p.ID
+}
+
+// pathID parses an ID path parameter written with prefix. A malformed one
+// answers the same 404 ("<what> not found") as a row that does not exist, so
+// a caller cannot tell a hostile ID from a missing one.
+func pathID(prefix, what, raw string) (uuid.UUID, error) {
+	id, err := kernel.ParseID(prefix, raw)
+	if err != nil {
+		return uuid.Nil, kernel.NotFound(what)
+	}
+	return id, nil
 }

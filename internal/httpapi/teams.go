@@ -86,13 +86,7 @@ type listTeamsOutput struct {
 
 // teamID parses the {team_id} of a route; a malformed one is the same 404 as
 // a team that does not exist.
-func teamID(raw string) (uuid.UUID, error) {
-	id, err := kernel.ParseID(kernel.PrefixTeam, raw)
-	if err != nil {
-		return uuid.Nil, kernel.NotFound("team")
-	}
-	return id, nil
-}
+func teamID(raw string) (uuid.UUID, error) { return pathID(kernel.PrefixTeam, "team", raw) }
 
 func registerTeams(api huma.API, svc *tenancy.Service, cursors *cursor.Signer) {
 	tags := []string{"Teams"}

@@ -90,9 +90,9 @@ func registerTeamMembers(api huma.API, svc *tenancy.Service, cursors *cursor.Sig
 		if err != nil {
 			return nil, err
 		}
-		userID, err := kernel.ParseID(kernel.PrefixUser, in.UserID)
+		userID, err := pathID(kernel.PrefixUser, "team member", in.UserID)
 		if err != nil {
-			return nil, kernel.NotFound("team member")
+			return nil, err
 		}
 		return nil, svc.RemoveTeamMember(ctx, res, id, userID)
 	})

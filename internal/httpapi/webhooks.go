@@ -97,11 +97,7 @@ type listWebhookEndpointsOutput struct {
 // webhookEndpointID parses the {endpoint_id} of a route; a malformed one is
 // the same 404 as an endpoint that does not exist.
 func webhookEndpointID(raw string) (uuid.UUID, error) {
-	id, err := kernel.ParseID(kernel.PrefixWebhookEndpoint, raw)
-	if err != nil {
-		return uuid.Nil, kernel.NotFound("webhook endpoint")
-	}
-	return id, nil
+	return pathID(kernel.PrefixWebhookEndpoint, "webhook endpoint", raw)
 }
 
 const webhooksDoc = "Owners, admins and write keys change endpoints; read keys read them too. "

@@ -99,9 +99,9 @@ func webhookDeliveryIDs(rawEndpoint, rawDelivery string) (uuid.UUID, uuid.UUID, 
 	if err != nil {
 		return uuid.Nil, uuid.Nil, err
 	}
-	deliveryID, err := kernel.ParseID(kernel.PrefixDelivery, rawDelivery)
+	deliveryID, err := pathID(kernel.PrefixDelivery, "delivery", rawDelivery)
 	if err != nil {
-		return uuid.Nil, uuid.Nil, kernel.NotFound("delivery")
+		return uuid.Nil, uuid.Nil, err
 	}
 	return endpointID, deliveryID, nil
 }

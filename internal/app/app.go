@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"atrium/internal/account"
+	"atrium/internal/billing"
 	"atrium/internal/config"
 	"atrium/internal/events"
 	"atrium/internal/events/catalog"
@@ -113,6 +114,8 @@ type Services struct {
 	Jobs *events.Jobs
 	// Webhooks manages webhook endpoints and delivers events to them.
 	Webhooks *webhooks.Service
+	// Billing keeps the subscription ledger and answers what plans allow.
+	Billing *billing.Service
 }
 
 // New builds the app: it opens and migrates the store, checks the database role,
@@ -191,6 +194,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	}
 	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity).WithAuthCache(authCache)
 	a.Services.Account = account.New(a.Services.Identity, a.Services.Workspaces, clock)
+	if err := a.initBilling(ctx, cfg, clock); err != nil {
+		return nil, err
+	}
 	if a.Services.Webhooks, err = newWebhooks(cfg, db, clock, logger, deriveKey(secret, "atrium/webhooks/v1"), mailer.mailer,
 		a.Services.Workspaces, a.Events); err != nil {
 		return nil, err
@@ -228,6 +234,7 @@ func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Sign
 		EventStream:  a.Realtime,
 		Admin:        a.adminDeps(),
 		Webhooks:     a.Services.Webhooks,
+		Billing:      a.Services.Billing,
 	})
 }
 

@@ -24,6 +24,7 @@ const (
 	tokenCleanupEvery  = 15 * time.Minute
 	outboxCleanupEvery = time.Hour
 	runCleanupEvery    = 24 * time.Hour
+	trialSweepEvery    = 15 * time.Minute
 	// runRetention is how long the scheduler's run records stay readable.
 	runRetention = 90 * 24 * time.Hour
 )
@@ -35,6 +36,12 @@ const (
 // leaves the scheduler stopped (Options.ManualScheduler).
 func (a *App) initScheduled(clock kernel.Clock, manual bool) {
 	a.Scheduler = newScheduler(a.DB, clock, a.Logger, a.NodeID, a.Services.Idempotency)
+	ledger := a.Services.Billing.Ledger
+	a.Scheduler.Register(scheduler.Task{Name: "billing.trials", Every: trialSweepEvery, Run: func(ctx context.Context) error {
+		n, err := ledger.EndExpiredTrials(ctx, a.DB)
+		logCount(ctx, "expired trials ended", n)
+		return err
+	}})
 	a.relayLag = &relayLagMonitor{events: a.Events, clock: clock, every: relayLagEvery}
 	a.manualScheduler = manual
 }

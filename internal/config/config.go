@@ -57,6 +57,8 @@ type Config struct {
 	SSEMaxPerWorkspace int // ATRIUM_SSE_MAX_PER_WORKSPACE
 	// NodeID names this node in scheduler leases and run records; empty = host name and process ID.
 	NodeID string // ATRIUM_NODE_ID
+	// PlansFile replaces the embedded plan catalogue; empty = the embedded free, pro and enterprise plans.
+	PlansFile string // ATRIUM_PLANS_FILE
 
 	// SMTP is ATRIUM_SMTP_URL parsed; a zero Host means no SMTP: mail goes to
 	// the dev mailbox. Its String hides the password.
@@ -264,6 +266,10 @@ var settings = []setting{
 			return errors.New("want at most 100 characters")
 		}
 		c.NodeID = v
+		return nil
+	}},
+	{"ATRIUM_PLANS_FILE", "plans-file", "", "a JSON plan catalogue replacing the embedded free, pro and enterprise plans (see README)", func(c *Config, v string) error {
+		c.PlansFile = v
 		return nil
 	}},
 	{"ATRIUM_SMTP_URL", "smtp-url", "", "SMTP server for outgoing mail, such as smtp://user:pass@host:587?from=no-reply@example.com; empty = the dev mailbox", func(c *Config, v string) error {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/danielgtaylor/huma/v2"
+
 	"atrium/internal/httpapi/jsoncheck"
 	"atrium/internal/kernel"
 )
@@ -96,4 +98,28 @@ func isJSON(contentType string) bool {
 		return false
 	}
 	return mt == "application/json" || mt == "application/merge-patch+json"
+}
+
+// rejectUnexpectedBody refuses a body sent to an operation that takes none:
+// a client posting {"plan": "enterprise"} to the trial route must learn that
+// nothing of it was read, not see a 200 and believe it applied. An empty
+// body, or an empty JSON object, is accepted (some clients always send one).
+func rejectUnexpectedBody(api huma.API) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		if ctx.Operation().RequestBody != nil || ctx.Method() == http.MethodGet || ctx.Method() == http.MethodHead {
+			next(ctx)
+			return
+		}
+		raw, err := io.ReadAll(io.LimitReader(ctx.BodyReader(), 1024))
+		if err != nil {
+			huma.WriteErr(api, ctx, http.StatusBadRequest, "the request body could not be read")
+			return
+		}
+		if body := bytes.TrimSpace(raw); len(body) > 0 && !bytes.Equal(bytes.Join(bytes.Fields(body), nil), []byte("{}")) {
+			huma.WriteErr(api, ctx, http.StatusBadRequest, "this operation takes no request body",
+				&huma.ErrorDetail{Location: "body", Message: "unexpected body: nothing in it would be read"})
+			return
+		}
+		next(ctx)
+	}
 }

@@ -110,6 +110,10 @@ var roleTable = map[string]roleRoute{
 		allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
 	"POST /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": {
 		allowed: insiders(202, asOwner, asAdmin, asOwnKey)},
+	"GET /api/v1/workspaces/{workspace_id}/subscription":               {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/trial":        {allowed: insiders(200, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/trial/extend": {allowed: insiders(409, asOwner, asAdmin)},
+	"GET /api/v1/workspaces/{workspace_id}/invoices":                   {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
 }
 
 // roleWorld is the cast: people signed up through the API, and another

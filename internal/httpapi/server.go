@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"atrium/internal/account"
+	"atrium/internal/billing"
 	"atrium/internal/events"
 	"atrium/internal/events/catalog"
 	"atrium/internal/events/realtime"
@@ -80,6 +81,9 @@ type Deps struct {
 	// Webhooks serves webhook endpoints and their delivery logs; nil leaves
 	// those routes out.
 	Webhooks *webhooks.Service
+	// Billing serves the plans, subscriptions, trials and invoices; nil
+	// leaves those routes out.
+	Billing *billing.Service
 }
 
 var hookOnce sync.Once
@@ -104,7 +108,7 @@ func NewHandler(d Deps) http.Handler {
 
 	mux := http.NewServeMux()
 	api := humago.New(mux, apiConfig(d.Version, d.MaxBodyBytes))
-	api.UseMiddleware(rejectUnknownQuery(api))
+	api.UseMiddleware(rejectUnknownQuery(api), rejectUnexpectedBody(api))
 	registerHealth(api, d.Ready)
 	if d.DB != nil && d.Cursors != nil && d.Identity != nil {
 		registerAuditLog(api, d.DB, d.Identity, d.Cursors)
@@ -122,6 +126,9 @@ func NewHandler(d Deps) http.Handler {
 		}
 		if d.Webhooks != nil {
 			registerWebhooks(api, d.Webhooks, d.Cursors)
+		}
+		if d.Billing != nil {
+			registerBilling(api, d.Billing, d.Cursors)
 		}
 	}
 	if d.Identity != nil {

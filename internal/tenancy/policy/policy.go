@@ -70,6 +70,9 @@ const (
 	WebhookRead       Action = "webhook.read"   // list endpoints, their deliveries and attempts
 	WebhookManage     Action = "webhook.manage" // create, change, delete and test endpoints, rotate secrets, replay deliveries
 	EventStream       Action = "event.stream"   // receive the workspace's events as they happen
+	UsageRead         Action = "usage.read"     // read the workspace's usage against its plan's limits
+	BillingRead       Action = "billing.read"   // read the subscription and the invoices
+	BillingManage     Action = "billing.manage" // start a trial, check out, change, cancel and resume the subscription
 )
 
 // The names of the API-key scopes, as the API and the store write them.
@@ -103,17 +106,19 @@ type Target struct {
 var byRole = map[Role]map[Action]bool{
 	Owner: set(WorkspaceRead, WorkspaceUpdate, WorkspaceDelete, WorkspaceRestore, WorkspaceTransfer,
 		MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead, APIKeyManage,
-		InviteList, InviteManage, TeamRead, TeamManage, JobRead, JobCancel, WebhookRead, WebhookManage, EventStream),
+		InviteList, InviteManage, TeamRead, TeamManage, JobRead, JobCancel, WebhookRead, WebhookManage, EventStream, UsageRead,
+		BillingRead, BillingManage),
 	Admin: set(WorkspaceRead, WorkspaceUpdate, MemberList, MemberChangeRole, MemberRemove, MemberLeave, AuditRead,
-		APIKeyManage, InviteList, InviteManage, TeamRead, TeamManage, JobRead, JobCancel, WebhookRead, WebhookManage, EventStream),
-	Member: set(WorkspaceRead, MemberList, MemberLeave, TeamRead, JobRead, EventStream),
-	Viewer: set(WorkspaceRead, MemberList, MemberLeave, TeamRead, JobRead, EventStream),
+		APIKeyManage, InviteList, InviteManage, TeamRead, TeamManage, JobRead, JobCancel, WebhookRead, WebhookManage, EventStream, UsageRead,
+		BillingRead, BillingManage),
+	Member: set(WorkspaceRead, MemberList, MemberLeave, TeamRead, JobRead, EventStream, UsageRead),
+	Viewer: set(WorkspaceRead, MemberList, MemberLeave, TeamRead, JobRead, EventStream, UsageRead),
 }
 
 // Actions granted by each API-key scope; write includes read.
 var (
-	readActions  = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead, JobRead, WebhookRead, EventStream)
-	writeActions = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead, JobRead, WebhookRead, EventStream,
+	readActions  = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead, JobRead, WebhookRead, EventStream, UsageRead, BillingRead)
+	writeActions = set(WorkspaceRead, MemberList, AuditRead, InviteList, TeamRead, JobRead, WebhookRead, EventStream, UsageRead, BillingRead,
 		WorkspaceUpdate, JobCancel, WebhookManage)
 )
 

@@ -1,0 +1,57 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"atrium/internal/billing"
+	"atrium/internal/config"
+	"atrium/internal/kernel"
+)
+
+// entitlementsSubject carries, over core NATS, the workspaces whose
+// subscription changed, so every node drops what it cached of their plan.
+const entitlementsSubject = "atrium.billing.entitlements"
+
+// initBilling loads and stores the plan catalogue (an invalid
+// ATRIUM_PLANS_FILE stops the start, naming plan and field) and builds the
+// ledger, the entitlements cache and the billing service. A change of a
+// workspace's subscription on any node reaches every node's cache through
+// the bus; EntitlementsTTL bounds how long a missed message can matter.
+func (a *App) initBilling(ctx context.Context, cfg config.Config, clock kernel.Clock) error {
+	catalog, err := billing.LoadCatalog(cfg.PlansFile)
+	if err != nil {
+		return err
+	}
+	versions, err := billing.SyncPlans(kernel.WithLogger(ctx, a.Logger), a.DB, catalog)
+	if err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(cfg.BaseURL, "/")
+	var entitlements *billing.Entitlements
+	ledger := billing.NewLedger(billing.LedgerConfig{DB: a.DB, Catalog: catalog, Versions: versions, Logger: a.Logger,
+		Changed: func(ctx context.Context, workspaceID uuid.UUID) {
+			entitlements.Invalidate(workspaceID)
+			if err := a.Bus.Conn.Publish(entitlementsSubject, workspaceID[:]); err != nil {
+				a.Logger.WarnContext(ctx, "tell other nodes of a plan change", "error", err.Error())
+			}
+		}})
+	entitlements = billing.NewEntitlements(ledger, clock, func(workspaceID uuid.UUID) string {
+		return base + "/console/workspaces/" + kernel.FormatID(kernel.PrefixWorkspace, workspaceID) + "/billing"
+	})
+	sub, err := a.Bus.Conn.Subscribe(entitlementsSubject, func(m *nats.Msg) {
+		if id, err := uuid.FromBytes(m.Data); err == nil {
+			entitlements.Invalidate(id)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to plan changes: %w", err)
+	}
+	a.closers = append(a.closers, func(context.Context) error { return sub.Unsubscribe() })
+	a.Services.Billing = &billing.Service{Ledger: ledger, Entitlements: entitlements}
+	return nil
+}

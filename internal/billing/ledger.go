@@ -1,0 +1,430 @@
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"atrium/internal/audit"
+	"atrium/internal/events"
+	"atrium/internal/kernel"
+	"atrium/internal/store"
+)
+
+// Ledger is Atrium's own record of every workspace's subscription. Providers
+// feed it through Apply; the billing service changes it for trials and
+// scheduled changes; nothing else writes it. Every change writes a history
+// row, an audit entry and a subscription.changed event in the transaction of
+// the change, and tells the entitlements cache once committed.
+type Ledger struct {
+	db       store.DB
+	catalog  *Catalog
+	versions map[string]uuid.UUID
+	logger   *slog.Logger
+	// changed is told, after commit, of every workspace whose subscription
+	// changed (the entitlements cache of every node).
+	changed func(ctx context.Context, workspaceID uuid.UUID)
+}
+
+// LedgerConfig is what NewLedger needs.
+type LedgerConfig struct {
+	DB      store.DB
+	Catalog *Catalog
+	// Versions maps each plan of the catalogue to its stored version (SyncPlans).
+	Versions map[string]uuid.UUID
+	Logger   *slog.Logger
+	// Changed, if set, is called after a workspace's subscription changed.
+	Changed func(ctx context.Context, workspaceID uuid.UUID)
+}
+
+// NewLedger builds the ledger.
+func NewLedger(cfg LedgerConfig) *Ledger {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Changed == nil {
+		cfg.Changed = func(context.Context, uuid.UUID) {}
+	}
+	return &Ledger{db: cfg.DB, catalog: cfg.Catalog, versions: cfg.Versions, logger: cfg.Logger, changed: cfg.Changed}
+}
+
+// Catalog is the plan catalogue the ledger prices against.
+func (l *Ledger) Catalog() *Catalog { return l.catalog }
+
+// Subscription reads a workspace's subscription, or the default plan's
+// stand-in (Stored false) when it never subscribed.
+func (l *Ledger) Subscription(ctx context.Context, workspaceID uuid.UUID) (Subscription, error) {
+	var s Subscription
+	err := l.db.ReadWorkspace(ctx, workspaceID, func(tx store.Tx) error {
+		var err error
+		s, err = l.readSubscription(ctx, tx)
+		return err
+	})
+	return s, err
+}
+
+// Outcomes of an applied provider event, stored with it.
+const (
+	outcomeApplied  = "applied"
+	outcomeStale    = "stale"    // an older view than the one applied already
+	outcomeIgnored  = "ignored"  // a type the ledger does not act on
+	outcomeUnmapped = "unmapped" // names no workspace or no plan Atrium knows
+)
+
+// Apply applies one provider event. The event's ID is stored in the same
+// transaction as its effect, so an event delivered twice, even
+// concurrently, is applied once: the second delivery returns applied false
+// and no error. A subscription or invoice view older (lower Version) than
+// the one applied last changes nothing, so events arriving out of order
+// leave the provider's final state. Events that name no workspace, or a
+// plan the catalogue does not have, are stored and logged, not applied.
+func (l *Ledger) Apply(ctx context.Context, ev ProviderEvent) (applied bool, err error) {
+	if ev.Provider == "" || ev.ID == "" {
+		return false, kernel.Invalid("event", "a provider event needs a provider and an ID")
+	}
+	workspaceID := ev.workspaceID()
+	if workspaceID == uuid.Nil {
+		return l.storeOnly(ctx, ev, outcomeUnmapped)
+	}
+	var changedPlan bool
+	err = l.db.InWorkspace(ctx, workspaceID, func(tx store.Tx) error {
+		fresh, err := insertEvent(ctx, tx, ev, workspaceID)
+		if err != nil || !fresh {
+			return err
+		}
+		applied = true
+		outcome, changed, err := l.applyEffect(ctx, tx, ev)
+		if err != nil {
+			return err
+		}
+		changedPlan = changed
+		_, err = tx.Exec(ctx, `UPDATE billing_event SET outcome = $3 WHERE provider = $1 AND event_id = $2`, ev.Provider, ev.ID, outcome)
+		return err
+	})
+	if kernel.IsCode(err, kernel.CodeNotFound) {
+		// The workspace is gone (purged): keep the event, change nothing.
+		return l.storeOnly(ctx, ev, outcomeUnmapped)
+	}
+	if err != nil {
+		return false, fmt.Errorf("billing event %s %s: %w", ev.Provider, ev.ID, err)
+	}
+	if changedPlan {
+		l.changed(ctx, workspaceID)
+	}
+	return applied, nil
+}
+
+// storeOnly records an event that changes nothing, once.
+func (l *Ledger) storeOnly(ctx context.Context, ev ProviderEvent, outcome string) (bool, error) {
+	var fresh bool
+	err := l.db.Tx(ctx, func(tx store.Tx) error {
+		var err error
+		if fresh, err = insertEvent(ctx, tx, ev, uuid.Nil); err != nil || !fresh {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE billing_event SET outcome = $3 WHERE provider = $1 AND event_id = $2`, ev.Provider, ev.ID, outcome)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("billing event %s %s: %w", ev.Provider, ev.ID, err)
+	}
+	if fresh {
+		kernel.Logger(ctx).InfoContext(ctx, "billing event not applied", "provider", ev.Provider, "event", ev.ID,
+			"type", ev.ProviderType, "outcome", outcome)
+	}
+	return fresh, nil
+}
+
+// insertEvent stores ev and reports whether it is new. On PostgreSQL a
+// concurrent insert of the same event waits for the first transaction and
+// then finds the row: the second delivery is a no-op, whichever commits.
+func insertEvent(ctx context.Context, tx store.Tx, ev ProviderEvent, workspaceID uuid.UUID) (bool, error) {
+	var ws *uuid.UUID
+	if workspaceID != uuid.Nil {
+		ws = &workspaceID
+	}
+	created := ev.CreatedAt
+	if created.IsZero() {
+		created = tx.Now()
+	}
+	n, err := tx.Exec(ctx, `INSERT INTO billing_event (provider, event_id, type, provider_type, subject_workspace_id, created_at, received_at, payload)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (provider, event_id) DO NOTHING`,
+		ev.Provider, ev.ID, ev.Type, ev.ProviderType, ws, created.UTC(), tx.Now(), string(ev.Raw))
+	if err != nil {
+		return false, fmt.Errorf("store event: %w", err)
+	}
+	return n == 1, nil
+}
+
+// workspaceID is the workspace the event is about, from whichever view it carries.
+func (ev ProviderEvent) workspaceID() uuid.UUID {
+	switch {
+	case ev.Subscription != nil && ev.Subscription.WorkspaceID != uuid.Nil:
+		return ev.Subscription.WorkspaceID
+	case ev.Invoice != nil && ev.Invoice.WorkspaceID != uuid.Nil:
+		return ev.Invoice.WorkspaceID
+	case ev.Customer != nil:
+		return ev.Customer.WorkspaceID
+	}
+	return uuid.Nil
+}
+
+// applyEffect does what ev means inside the workspace transaction and
+// returns the outcome to store and whether the subscription changed.
+func (l *Ledger) applyEffect(ctx context.Context, tx store.Tx, ev ProviderEvent) (string, bool, error) {
+	switch ev.Type {
+	case EventSubscriptionUpdated, EventSubscriptionDeleted, EventCheckoutCompleted:
+		if ev.Subscription == nil {
+			return outcomeIgnored, false, nil
+		}
+		view := *ev.Subscription
+		if ev.Type == EventSubscriptionDeleted {
+			view.Status = StatusCanceled
+		}
+		return l.applySubscription(ctx, tx, ev, view)
+	case EventInvoicePaid, EventInvoicePaymentFailed, EventInvoiceUpdated:
+		if ev.Invoice == nil {
+			return outcomeIgnored, false, nil
+		}
+		outcome, err := l.applyInvoice(ctx, tx, ev)
+		return outcome, false, err
+	case EventCustomerUpdated:
+		if ev.Customer == nil {
+			return outcomeIgnored, false, nil
+		}
+		return l.applyCustomer(ctx, tx, *ev.Customer)
+	}
+	return outcomeIgnored, false, nil
+}
+
+// applySubscription makes the ledger's row match the provider's view, unless
+// the view is older than the one applied last.
+func (l *Ledger) applySubscription(ctx context.Context, tx store.Tx, ev ProviderEvent, view ProviderSubscription) (string, bool, error) {
+	before, err := l.readSubscription(ctx, tx)
+	if err != nil {
+		return "", false, err
+	}
+	sameSubscription := before.Provider == view.Provider && before.ProviderSubscriptionID == view.ID
+	if sameSubscription && view.Version < before.ProviderVersion {
+		return outcomeStale, false, nil
+	}
+	if !sameSubscription && before.ProviderSubscriptionID != "" && before.Status != StatusCanceled && view.Status == StatusCanceled {
+		// The end of a subscription the workspace has already replaced.
+		return outcomeStale, false, nil
+	}
+	plan := l.catalog.Plan(view.PlanKey)
+	if plan == nil && view.Status != StatusCanceled {
+		kernel.Logger(ctx).WarnContext(ctx, "billing event names a plan the catalogue does not have",
+			"provider", view.Provider, "event", ev.ID, "plan", view.PlanKey)
+		return outcomeUnmapped, false, nil
+	}
+	after := before
+	after.Provider = view.Provider
+	after.ProviderSubscriptionID = view.ID
+	if view.CustomerID != "" {
+		after.ProviderCustomerID = view.CustomerID
+	}
+	after.ProviderVersion = view.Version
+	after.HasPaymentMethod = view.HasPaymentMethod || before.HasPaymentMethod && sameSubscription
+	if view.Status == StatusCanceled {
+		l.toDefaultPlan(&after, timePtr(view.CanceledAt), tx.Now())
+	} else {
+		if after.PlanKey != plan.Key || !before.Stored() || after.PlanVersionID == uuid.Nil {
+			after.PlanVersionID = l.versions[plan.Key]
+		}
+		after.PlanKey = plan.Key
+		after.Interval = view.Interval
+		after.Status = view.Status
+		if view.Currency != "" {
+			after.Currency = view.Currency
+		}
+		after.Quantity = max(view.Quantity, 1)
+		after.Amount = l.amount(ctx, tx, after)
+		after.CurrentPeriodStart = timePtr(view.CurrentPeriodStart)
+		after.CurrentPeriodEnd = timePtr(view.CurrentPeriodEnd)
+		after.CancelAtPeriodEnd = view.CancelAtPeriodEnd
+		after.TrialEnd = timePtr(view.TrialEnd)
+		after.CanceledAt = nil
+		if view.Status == StatusTrialing {
+			after.TrialUsed = true
+		}
+		if after.ScheduledPlanKey == after.PlanKey {
+			after.ScheduledPlanKey, after.ScheduledInterval = "", ""
+		}
+		l.followDunning(&after, before, tx.Now())
+	}
+	change := describeChange(before, after, l.catalog)
+	if change == "" {
+		// Nothing a customer would notice: keep the new version, record nothing.
+		return outcomeApplied, false, saveSubscription(ctx, tx, &after)
+	}
+	actor := kernel.Actor{Kind: kernel.ActorSystem, Via: kernel.ViaProcess}
+	if err := l.record(ctx, tx, before, &after, change, actor, "provider:"+view.Provider); err != nil {
+		return "", false, err
+	}
+	return outcomeApplied, true, nil
+}
+
+// toDefaultPlan ends a subscription: the workspace goes back to the default
+// plan, keeping its currency, customer and trial history.
+func (l *Ledger) toDefaultPlan(s *Subscription, canceledAt *time.Time, now time.Time) {
+	if canceledAt == nil {
+		canceledAt = &now
+	}
+	s.PlanKey = l.catalog.DefaultPlan
+	s.PlanVersionID = l.versions[l.catalog.DefaultPlan]
+	s.Status = StatusActive
+	s.Interval = Monthly
+	s.Amount = 0
+	s.Quantity = 1
+	s.CancelAtPeriodEnd = false
+	s.ScheduledPlanKey, s.ScheduledInterval = "", ""
+	s.CurrentPeriodStart, s.CurrentPeriodEnd = nil, nil
+	s.TrialEnd = nil
+	s.CanceledAt = canceledAt
+	s.PastDueSince, s.DunningStep = nil, DunningNone
+	s.ProviderSubscriptionID = ""
+	if s.Provider != ProviderNone {
+		s.Provider = ProviderNone
+	}
+}
+
+// followDunning starts the dunning clock when a subscription falls past due
+// and stops it, restoring everything, when it is paid again.
+func (l *Ledger) followDunning(after *Subscription, before Subscription, now time.Time) {
+	switch {
+	case after.Status == StatusPastDue && before.PastDueSince == nil:
+		after.PastDueSince = &now
+		after.DunningStep = DunningPastDue
+	case after.Status == StatusPastDue:
+		after.PastDueSince, after.DunningStep = before.PastDueSince, before.DunningStep
+	default:
+		after.PastDueSince, after.DunningStep = nil, DunningNone
+	}
+}
+
+// amount is what s pays per interval at the price of its plan version.
+func (l *Ledger) amount(ctx context.Context, tx store.Tx, s Subscription) int64 {
+	plan := l.catalog.Plan(s.PlanKey)
+	if s.PlanVersionID != uuid.Nil && s.PlanVersionID != l.versions[s.PlanKey] {
+		if stored, err := PlanVersion(ctx, tx, s.PlanVersionID); err == nil {
+			plan = stored
+		}
+	}
+	if plan == nil {
+		return 0
+	}
+	price, ok := plan.Price(s.Currency, s.Interval)
+	if !ok {
+		return 0
+	}
+	return price.Amount * int64(max(s.Quantity, 1))
+}
+
+// describeChange names the change from before to after, or "" when none a
+// customer would notice.
+func describeChange(before, after Subscription, c *Catalog) string {
+	rank := func(key string) int {
+		if p := c.Plan(key); p != nil {
+			return p.Rank
+		}
+		return -1
+	}
+	switch {
+	case before.Status != StatusPastDue && after.Status == StatusPastDue:
+		return "past_due"
+	case before.Status == StatusPastDue && after.Status == StatusActive && before.PlanKey == after.PlanKey:
+		return "payment_recovered"
+	case after.CanceledAt != nil && before.CanceledAt == nil && before.Stored():
+		if before.Status == StatusTrialing {
+			return "trial_ended"
+		}
+		return "canceled"
+	case before.PlanKey != after.PlanKey && rank(after.PlanKey) > rank(before.PlanKey):
+		if before.Status == StatusTrialing || before.PlanKey == c.DefaultPlan {
+			return "subscribed"
+		}
+		return "upgraded"
+	case before.PlanKey != after.PlanKey:
+		return "downgraded"
+	case before.Status == StatusTrialing && after.Status == StatusActive:
+		return "subscribed"
+	case before.Status != StatusTrialing && after.Status == StatusTrialing:
+		return "trial_started"
+	case before.Interval != after.Interval:
+		return "interval_changed"
+	case !before.CancelAtPeriodEnd && after.CancelAtPeriodEnd:
+		return "cancel_scheduled"
+	case before.CancelAtPeriodEnd && !after.CancelAtPeriodEnd:
+		return "resumed"
+	case !timeEqual(before.CurrentPeriodEnd, after.CurrentPeriodEnd) && after.CurrentPeriodEnd != nil && before.CurrentPeriodEnd != nil:
+		return "renewed"
+	case !timeEqual(before.TrialEnd, after.TrialEnd) && after.TrialEnd != nil:
+		return "trial_extended"
+	case before.Quantity != after.Quantity || before.Amount != after.Amount:
+		return "updated"
+	}
+	return ""
+}
+
+func timeEqual(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+// record saves after and writes the change's history row, audit entry and
+// event, all in tx.
+func (l *Ledger) record(ctx context.Context, tx store.Tx, before Subscription, after *Subscription, change string, actor kernel.Actor, actorName string) error {
+	if err := saveSubscription(ctx, tx, after); err != nil {
+		return err
+	}
+	if actorName == "" {
+		actorName = actor.String()
+	}
+	currency := after.Currency
+	if currency == "" {
+		currency = before.Currency
+	}
+	detail, _ := json.Marshal(map[string]any{"interval": after.Interval, "cancel_at_period_end": after.CancelAtPeriodEnd,
+		"scheduled_plan": after.ScheduledPlanKey, "provider": after.Provider}) // plain values always encode
+	if _, err := tx.Exec(ctx, `INSERT INTO subscription_history (id, workspace_id, change, from_plan, to_plan,
+        from_status, to_status, currency, mrr_before, mrr_after, actor, detail, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		kernel.NewID(), after.WorkspaceID, change, before.PlanKey, after.PlanKey, string(before.Status), string(after.Status),
+		currency, before.MonthlyAmount(), after.MonthlyAmount(), actorName, string(detail), tx.Now()); err != nil {
+		return fmt.Errorf("subscription history: %w", err)
+	}
+	if _, err := audit.Record(ctx, tx, audit.Entry{
+		Action: "subscription." + change, TargetType: "subscription",
+		TargetID: kernel.FormatID(kernel.PrefixWorkspace, after.WorkspaceID), Actor: &actor,
+		Metadata: map[string]any{"from_plan": before.PlanKey, "to_plan": after.PlanKey, "from_status": before.Status,
+			"to_status": after.Status, "by": actorName},
+	}); err != nil {
+		return err
+	}
+	_, err := events.Append(ctx, tx, events.Event{Type: EventSubscriptionChanged, Payload: SubscriptionChangedEvent{
+		Change: change, Plan: after.PlanKey, PreviousPlan: before.PlanKey, Status: string(after.Status),
+		PreviousStatus: string(before.Status), Interval: string(after.Interval), CancelAtPeriodEnd: after.CancelAtPeriodEnd,
+		CurrentPeriodEnd: after.CurrentPeriodEnd, TrialEnd: after.TrialEnd,
+	}})
+	return err
+}
+
+// applyCustomer keeps the workspace's customer ID and whether it can pay.
+func (l *Ledger) applyCustomer(ctx context.Context, tx store.Tx, c ProviderCustomer) (string, bool, error) {
+	s, err := l.readSubscription(ctx, tx)
+	if err != nil || !s.Stored() {
+		return outcomeIgnored, false, err
+	}
+	if s.ProviderCustomerID != "" && s.ProviderCustomerID != c.ID {
+		return outcomeStale, false, nil
+	}
+	s.ProviderCustomerID = c.ID
+	return outcomeApplied, false, saveSubscription(ctx, tx, &s)
+}

@@ -21,6 +21,7 @@ import (
 
 	"atrium/internal/account"
 	"atrium/internal/billing"
+	"atrium/internal/billing/stripepay"
 	"atrium/internal/config"
 	"atrium/internal/events"
 	"atrium/internal/events/catalog"
@@ -98,6 +99,8 @@ type App struct {
 	relayLag *relayLagMonitor
 	// manualScheduler is Options.ManualScheduler.
 	manualScheduler bool
+	// stripe receives Stripe's webhooks when ATRIUM_STRIPE_SECRET_KEY is set.
+	stripe *stripepay.Provider
 }
 
 // Services are the domain services, for tests and for a fork's own handlers.
@@ -213,28 +216,30 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 // newHandler builds the HTTP chain over the app's services.
 func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Signer, limiterReady []httpapi.Check) http.Handler {
 	return httpapi.NewHandler(httpapi.Deps{
-		Logger:       a.Logger,
-		Tracer:       tracer,
-		Version:      Version,
-		MaxBodyBytes: a.Config.MaxBodyBytes,
-		CORSOrigins:  a.Config.CORSOrigins,
-		Ready:        append([]httpapi.Check{{Name: "store", Ping: a.DB.Ping}, {Name: "nats", Ping: a.Bus.Ping, Optional: true}}, limiterReady...),
-		Auth:         authenticator(a.Services.Identity, opts.Auth),
-		Access:       access(a.Services.Workspaces),
-		Idempotency:  a.Services.Idempotency,
-		Workspaces:   a.Services.Workspaces,
-		Identity:     a.Services.Identity,
-		Account:      a.Services.Account,
-		DB:           a.DB,
-		Cursors:      cursors,
-		Routes:       opts.Routes,
-		DevMailbox:   devMailbox(a.Config, a.Services.Mailbox),
-		Jobs:         a.Services.Jobs,
-		EventCatalog: catalog.Atrium,
-		EventStream:  a.Realtime,
-		Admin:        a.adminDeps(),
-		Webhooks:     a.Services.Webhooks,
-		Billing:      a.Services.Billing,
+		Logger:         a.Logger,
+		Tracer:         tracer,
+		Version:        Version,
+		MaxBodyBytes:   a.Config.MaxBodyBytes,
+		CORSOrigins:    a.Config.CORSOrigins,
+		Ready:          append([]httpapi.Check{{Name: "store", Ping: a.DB.Ping}, {Name: "nats", Ping: a.Bus.Ping, Optional: true}}, limiterReady...),
+		Auth:           authenticator(a.Services.Identity, opts.Auth),
+		Access:         access(a.Services.Workspaces),
+		Idempotency:    a.Services.Idempotency,
+		Workspaces:     a.Services.Workspaces,
+		Identity:       a.Services.Identity,
+		Account:        a.Services.Account,
+		DB:             a.DB,
+		Cursors:        cursors,
+		Routes:         opts.Routes,
+		DevMailbox:     devMailbox(a.Config, a.Services.Mailbox),
+		Jobs:           a.Services.Jobs,
+		EventCatalog:   catalog.Atrium,
+		EventStream:    a.Realtime,
+		Admin:          a.adminDeps(),
+		Webhooks:       a.Services.Webhooks,
+		Billing:        a.Services.Billing,
+		StripeWebhooks: stripeWebhooks(a.stripe),
+		BillingLedger:  a.Services.Billing.Ledger,
 	})
 }
 

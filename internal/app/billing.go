@@ -9,7 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"atrium/internal/billing"
+	"atrium/internal/billing/stripepay"
 	"atrium/internal/config"
+	"atrium/internal/httpapi"
 	"atrium/internal/kernel"
 )
 
@@ -53,5 +55,24 @@ func (a *App) initBilling(ctx context.Context, cfg config.Config, clock kernel.C
 	}
 	a.closers = append(a.closers, func(context.Context) error { return sub.Unsubscribe() })
 	a.Services.Billing = &billing.Service{Ledger: ledger, Entitlements: entitlements}
+	if cfg.StripeSecretKey != "" {
+		sp, err := stripepay.New(stripepay.Config{SecretKey: cfg.StripeSecretKey, WebhookSecret: cfg.StripeWebhookSecret,
+			APIBase: cfg.StripeAPIBase, Catalog: catalog, PublicBaseURL: cfg.BaseURL, Clock: clock, Logger: a.Logger})
+		if err != nil {
+			return err
+		}
+		a.Services.Billing.Provider = sp
+		a.stripe = sp
+	}
 	return nil
+}
+
+// stripeWebhooks is the Stripe webhook endpoint's parser, or nil (no
+// endpoint) without Stripe: a nil *Provider must not become a non-nil
+// interface.
+func stripeWebhooks(p *stripepay.Provider) httpapi.StripeWebhooks {
+	if p == nil {
+		return nil
+	}
+	return p
 }

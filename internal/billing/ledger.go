@@ -270,7 +270,8 @@ func (l *Ledger) applySubscription(ctx context.Context, tx store.Tx, ev Provider
 }
 
 // toDefaultPlan ends a subscription: the workspace goes back to the default
-// plan, keeping its currency, customer and trial history.
+// plan, keeping its currency, customer, trial history and the ended
+// subscription's provider IDs.
 func (l *Ledger) toDefaultPlan(s *Subscription, canceledAt *time.Time, now time.Time) {
 	if canceledAt == nil {
 		canceledAt = &now
@@ -287,10 +288,9 @@ func (l *Ledger) toDefaultPlan(s *Subscription, canceledAt *time.Time, now time.
 	s.TrialEnd = nil
 	s.CanceledAt = canceledAt
 	s.PastDueSince, s.DunningStep = nil, DunningNone
-	s.ProviderSubscriptionID = ""
-	if s.Provider != ProviderNone {
-		s.Provider = ProviderNone
-	}
+	// The ended subscription's provider, ID and version stay: a late view of
+	// it, older than its end, must still be recognised as stale rather than
+	// bring it back.
 }
 
 // followDunning starts the dunning clock when a subscription falls past due

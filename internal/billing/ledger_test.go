@@ -192,6 +192,11 @@ func TestLedger(t *testing.T) {
 				if h := r.history(t, ws); fmt.Sprint(h) != "[subscribed canceled]" {
 					t.Fatalf("history %v", h)
 				}
+				// A late view from before the end does not bring it back.
+				r.apply(t, "evt_late", billing.EventSubscriptionUpdated, r.paid(ws, "pro", 1))
+				if s, _ := r.ledger.Subscription(r.ctx, ws); s.PlanKey != "free" {
+					t.Fatalf("a stale view revived the subscription: %+v", s)
+				}
 			})
 			t.Run("past due starts dunning and a payment ends it", func(t *testing.T) {
 				r := setup(t, dialect)

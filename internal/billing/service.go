@@ -12,6 +12,9 @@ import (
 type Service struct {
 	Ledger       *Ledger
 	Entitlements *Entitlements
+	// Provider takes payments: Stripe when configured; nil until the
+	// sandbox provider exists.
+	Provider Provider
 }
 
 // Subscription returns the workspace's subscription and the plan granting

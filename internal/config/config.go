@@ -59,6 +59,12 @@ type Config struct {
 	NodeID string // ATRIUM_NODE_ID
 	// PlansFile replaces the embedded plan catalogue; empty = the embedded free, pro and enterprise plans.
 	PlansFile string // ATRIUM_PLANS_FILE
+	// StripeSecretKey makes Stripe the payment provider; empty = the sandbox.
+	StripeSecretKey string // ATRIUM_STRIPE_SECRET_KEY
+	// StripeWebhookSecret checks the signature of Stripe's webhooks; required with StripeSecretKey.
+	StripeWebhookSecret string // ATRIUM_STRIPE_WEBHOOK_SECRET
+	// StripeAPIBase replaces Stripe's API URL (stripe-mock in tests).
+	StripeAPIBase string // ATRIUM_STRIPE_API_BASE
 
 	// SMTP is ATRIUM_SMTP_URL parsed; a zero Host means no SMTP: mail goes to
 	// the dev mailbox. Its String hides the password.
@@ -268,6 +274,18 @@ var settings = []setting{
 		c.NodeID = v
 		return nil
 	}},
+	{"ATRIUM_STRIPE_SECRET_KEY", "stripe-secret-key", "", "a Stripe secret key (sk_…) to take payments through Stripe; empty = the sandbox provider", func(c *Config, v string) error {
+		c.StripeSecretKey = v
+		return nil
+	}},
+	{"ATRIUM_STRIPE_WEBHOOK_SECRET", "stripe-webhook-secret", "", "the signing secret (whsec_…) of the Stripe webhook endpoint; required with ATRIUM_STRIPE_SECRET_KEY", func(c *Config, v string) error {
+		c.StripeWebhookSecret = v
+		return nil
+	}},
+	{"ATRIUM_STRIPE_API_BASE", "stripe-api-base", "", "Stripe's API URL, replaced for stripe-mock in tests; empty = Stripe's", func(c *Config, v string) error {
+		c.StripeAPIBase = v
+		return nil
+	}},
 	{"ATRIUM_PLANS_FILE", "plans-file", "", "a JSON plan catalogue replacing the embedded free, pro and enterprise plans (see README)", func(c *Config, v string) error {
 		c.PlansFile = v
 		return nil
@@ -343,6 +361,12 @@ func (c *Config) crossChecks() []string {
 	}
 	if c.Env == Production && c.WebhookAllowPrivate {
 		out = append(out, "ATRIUM_WEBHOOK_ALLOW_PRIVATE (--webhook-allow-private): not allowed in production, where webhooks must never reach internal addresses")
+	}
+	if c.StripeSecretKey != "" && c.StripeWebhookSecret == "" {
+		out = append(out, "ATRIUM_STRIPE_WEBHOOK_SECRET (--stripe-webhook-secret): required with ATRIUM_STRIPE_SECRET_KEY, or Stripe's events could not be checked")
+	}
+	if c.StripeSecretKey == "" && (c.StripeWebhookSecret != "" || c.StripeAPIBase != "") {
+		out = append(out, "ATRIUM_STRIPE_SECRET_KEY (--stripe-secret-key): required when any other ATRIUM_STRIPE_ setting is set")
 	}
 	return out
 }

@@ -84,6 +84,11 @@ type Deps struct {
 	// Billing serves the plans, subscriptions, trials and invoices; nil
 	// leaves those routes out.
 	Billing *billing.Service
+	// StripeWebhooks serves Stripe's webhook endpoint, whose events
+	// BillingLedger applies (it needs one); nil (Stripe not configured)
+	// leaves the endpoint out.
+	StripeWebhooks StripeWebhooks
+	BillingLedger  LedgerApplier
 }
 
 var hookOnce sync.Once
@@ -155,6 +160,9 @@ func NewHandler(d Deps) http.Handler {
 	}
 	if d.Admin != nil {
 		registerAdmin(api, *d.Admin, d.Cursors)
+	}
+	if d.StripeWebhooks != nil {
+		registerBillingWebhooks(api, d.StripeWebhooks, d.BillingLedger)
 	}
 	for _, register := range d.Routes {
 		register(api)

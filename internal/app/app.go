@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 	}
 	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity).WithAuthCache(authCache)
 	a.Services.Account = account.New(a.Services.Identity, a.Services.Workspaces, clock)
-	if err := a.initBilling(ctx, cfg, clock); err != nil {
+	if err := a.initBilling(ctx, cfg, clock, mailer.mailer); err != nil {
 		return nil, err
 	}
 	if a.Services.Webhooks, err = newWebhooks(cfg, db, clock, logger, deriveKey(secret, "atrium/webhooks/v1"), mailer.mailer,
@@ -238,6 +238,7 @@ func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Sign
 		Admin:          a.adminDeps(),
 		Webhooks:       a.Services.Webhooks,
 		Billing:        a.Services.Billing,
+		Suspensions:    a.Services.Billing.Entitlements,
 		StripeWebhooks: stripeWebhooks(a.stripe),
 		BillingLedger:  a.Services.Billing.Ledger,
 	})

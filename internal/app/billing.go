@@ -13,6 +13,8 @@ import (
 	"atrium/internal/config"
 	"atrium/internal/httpapi"
 	"atrium/internal/kernel"
+	"atrium/internal/mail"
+	"atrium/internal/tenancy"
 )
 
 // entitlementsSubject carries, over core NATS, the workspaces whose
@@ -24,7 +26,7 @@ const entitlementsSubject = "atrium.billing.entitlements"
 // ledger, the entitlements cache and the billing service. A change of a
 // workspace's subscription on any node reaches every node's cache through
 // the bus; EntitlementsTTL bounds how long a missed message can matter.
-func (a *App) initBilling(ctx context.Context, cfg config.Config, clock kernel.Clock) error {
+func (a *App) initBilling(ctx context.Context, cfg config.Config, clock kernel.Clock, mailer mail.Mailer) error {
 	catalog, err := billing.LoadCatalog(cfg.PlansFile)
 	if err != nil {
 		return err
@@ -34,8 +36,14 @@ func (a *App) initBilling(ctx context.Context, cfg config.Config, clock kernel.C
 		return err
 	}
 	base := strings.TrimSuffix(cfg.BaseURL, "/")
+	templates, err := mail.LoadTemplates(productName)
+	if err != nil {
+		return err
+	}
+	notices := &billing.Notices{Mailer: mailer, Templates: templates, Directory: a.Services.Workspaces, BaseURL: base, Logger: a.Logger}
 	var entitlements *billing.Entitlements
 	ledger := billing.NewLedger(billing.LedgerConfig{DB: a.DB, Catalog: catalog, Versions: versions, Logger: a.Logger,
+		Notices: notices, Hold: tenancy.NonPaymentHold{},
 		Changed: func(ctx context.Context, workspaceID uuid.UUID) {
 			entitlements.Invalidate(workspaceID)
 			if err := a.Bus.Conn.Publish(entitlementsSubject, workspaceID[:]); err != nil {
@@ -54,7 +62,7 @@ func (a *App) initBilling(ctx context.Context, cfg config.Config, clock kernel.C
 		return fmt.Errorf("subscribe to plan changes: %w", err)
 	}
 	a.closers = append(a.closers, func(context.Context) error { return sub.Unsubscribe() })
-	a.Services.Billing = &billing.Service{Ledger: ledger, Entitlements: entitlements}
+	a.Services.Billing = &billing.Service{Ledger: ledger, Entitlements: entitlements, BaseURL: base}
 	if cfg.StripeSecretKey != "" {
 		sp, err := stripepay.New(stripepay.Config{SecretKey: cfg.StripeSecretKey, WebhookSecret: cfg.StripeWebhookSecret,
 			APIBase: cfg.StripeAPIBase, Catalog: catalog, PublicBaseURL: cfg.BaseURL, Clock: clock, Logger: a.Logger})

@@ -25,6 +25,7 @@ const (
 	outboxCleanupEvery = time.Hour
 	runCleanupEvery    = 24 * time.Hour
 	trialSweepEvery    = 15 * time.Minute
+	billingSweepEvery  = time.Hour
 	// runRetention is how long the scheduler's run records stay readable.
 	runRetention = 90 * 24 * time.Hour
 )
@@ -40,6 +41,16 @@ func (a *App) initScheduled(clock kernel.Clock, manual bool) {
 	a.Scheduler.Register(scheduler.Task{Name: "billing.trials", Every: trialSweepEvery, Run: func(ctx context.Context) error {
 		n, err := ledger.EndExpiredTrials(ctx, a.DB)
 		logCount(ctx, "expired trials ended", n)
+		return err
+	}})
+	a.Scheduler.Register(scheduler.Task{Name: "billing.trial_reminders", Every: billingSweepEvery, Run: func(ctx context.Context) error {
+		n, err := ledger.RemindTrials(ctx, a.DB)
+		logCount(ctx, "trial reminders sent", n)
+		return err
+	}})
+	a.Scheduler.Register(scheduler.Task{Name: "billing.dunning", Every: billingSweepEvery, Run: func(ctx context.Context) error {
+		n, err := ledger.AdvanceDunning(ctx, a.DB)
+		logCount(ctx, "dunning steps taken", n)
 		return err
 	}})
 	a.relayLag = &relayLagMonitor{events: a.Events, clock: clock, every: relayLagEvery}

@@ -43,8 +43,10 @@ type entitlementShard struct {
 
 // grant is what a workspace may do now, with when it was read.
 type grant struct {
-	plan     *Plan
-	loadedAt time.Time
+	plan *Plan
+	// suspended is set from 30 days unpaid: the workspace is read-only.
+	suspended bool
+	loadedAt  time.Time
 }
 
 // NewEntitlements builds the cache over the ledger. upgradeURL tells a
@@ -78,6 +80,18 @@ func (c *Catalog) EffectivePlan(s Subscription) *Plan {
 
 // Plan returns the plan granting the workspace's entitlements now.
 func (e *Entitlements) Plan(ctx context.Context, workspaceID uuid.UUID) (*Plan, error) {
+	g, err := e.grant(ctx, workspaceID)
+	return g.plan, err
+}
+
+// Suspended reports whether the workspace is read-only for non-payment (30
+// days unpaid and later): reads and paying go on, nothing else may change.
+func (e *Entitlements) Suspended(ctx context.Context, workspaceID uuid.UUID) (bool, error) {
+	g, err := e.grant(ctx, workspaceID)
+	return g.suspended, err
+}
+
+func (e *Entitlements) grant(ctx context.Context, workspaceID uuid.UUID) (grant, error) {
 	sh := &e.shards[maphash.Comparable(e.seed, workspaceID)%entitlementShards]
 	now := e.clock.Now()
 	sh.mu.RLock()
@@ -85,19 +99,20 @@ func (e *Entitlements) Plan(ctx context.Context, workspaceID uuid.UUID) (*Plan, 
 	generation := sh.generation
 	sh.mu.RUnlock()
 	if ok && now.Sub(g.loadedAt) < EntitlementsTTL && !now.Before(g.loadedAt) {
-		return g.plan, nil
+		return g, nil
 	}
 	s, err := e.ledger.Subscription(ctx, workspaceID)
 	if err != nil {
-		return nil, fmt.Errorf("entitlements of %s: %w", workspaceID, err)
+		return grant{}, fmt.Errorf("entitlements of %s: %w", workspaceID, err)
 	}
-	plan := e.ledger.catalog.EffectivePlan(s)
+	g = grant{plan: e.ledger.catalog.EffectivePlan(s), loadedAt: now,
+		suspended: s.DunningStep == DunningSuspended || s.DunningStep == DunningDeletionScheduled}
 	sh.mu.Lock()
 	if sh.generation == generation {
-		sh.entries[workspaceID] = grant{plan: plan, loadedAt: now}
+		sh.entries[workspaceID] = g
 	}
 	sh.mu.Unlock()
-	return plan, nil
+	return g, nil
 }
 
 // Can reports whether the workspace's plan includes feature.

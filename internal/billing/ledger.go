@@ -28,6 +28,19 @@ type Ledger struct {
 	// changed is told, after commit, of every workspace whose subscription
 	// changed (the entitlements cache of every node).
 	changed func(ctx context.Context, workspaceID uuid.UUID)
+	notices *Notices
+	hold    WorkspaceHold
+}
+
+// WorkspaceHold takes a workspace out of use at the last dunning step and
+// gives it back after a payment, inside the ledger's transaction; tenancy
+// provides it.
+type WorkspaceHold interface {
+	// DeleteForNonPayment soft-deletes the workspace of tx: restorable for
+	// the usual window, then deleted for good.
+	DeleteForNonPayment(ctx context.Context, tx store.Tx) error
+	// RestoreAfterPayment restores it if it is still deleted and restorable.
+	RestoreAfterPayment(ctx context.Context, tx store.Tx) error
 }
 
 // LedgerConfig is what NewLedger needs.
@@ -39,6 +52,12 @@ type LedgerConfig struct {
 	Logger   *slog.Logger
 	// Changed, if set, is called after a workspace's subscription changed.
 	Changed func(ctx context.Context, workspaceID uuid.UUID)
+	// Notices, if set, mails owners and admins of trials ending, failed
+	// payments and dunning steps.
+	Notices *Notices
+	// Hold, if set, deletes a workspace unpaid for 60 days and restores it
+	// once paid.
+	Hold WorkspaceHold
 }
 
 // NewLedger builds the ledger.
@@ -49,7 +68,8 @@ func NewLedger(cfg LedgerConfig) *Ledger {
 	if cfg.Changed == nil {
 		cfg.Changed = func(context.Context, uuid.UUID) {}
 	}
-	return &Ledger{db: cfg.DB, catalog: cfg.Catalog, versions: cfg.Versions, logger: cfg.Logger, changed: cfg.Changed}
+	return &Ledger{db: cfg.DB, catalog: cfg.Catalog, versions: cfg.Versions, logger: cfg.Logger, changed: cfg.Changed,
+		notices: cfg.Notices, hold: cfg.Hold}
 }
 
 // Catalog is the plan catalogue the ledger prices against.
@@ -90,18 +110,19 @@ func (l *Ledger) Apply(ctx context.Context, ev ProviderEvent) (applied bool, err
 	if workspaceID == uuid.Nil {
 		return l.storeOnly(ctx, ev, outcomeUnmapped)
 	}
-	var changedPlan bool
+	var change string
+	var after Subscription
 	err = l.db.InWorkspace(ctx, workspaceID, func(tx store.Tx) error {
 		fresh, err := insertEvent(ctx, tx, ev, workspaceID)
 		if err != nil || !fresh {
 			return err
 		}
 		applied = true
-		outcome, changed, err := l.applyEffect(ctx, tx, ev)
+		var outcome string
+		outcome, change, after, err = l.applyEffect(ctx, tx, ev)
 		if err != nil {
 			return err
 		}
-		changedPlan = changed
 		_, err = tx.Exec(ctx, `UPDATE billing_event SET outcome = $3 WHERE provider = $1 AND event_id = $2`, ev.Provider, ev.ID, outcome)
 		return err
 	})
@@ -112,8 +133,8 @@ func (l *Ledger) Apply(ctx context.Context, ev ProviderEvent) (applied bool, err
 	if err != nil {
 		return false, fmt.Errorf("billing event %s %s: %w", ev.Provider, ev.ID, err)
 	}
-	if changedPlan {
-		l.changed(ctx, workspaceID)
+	if change != "" {
+		l.after(ctx, workspaceID, change, after)
 	}
 	return applied, nil
 }
@@ -174,12 +195,13 @@ func (ev ProviderEvent) workspaceID() uuid.UUID {
 }
 
 // applyEffect does what ev means inside the workspace transaction and
-// returns the outcome to store and whether the subscription changed.
-func (l *Ledger) applyEffect(ctx context.Context, tx store.Tx, ev ProviderEvent) (string, bool, error) {
+// returns the outcome to store and, when the subscription changed, the
+// change's name and the subscription after it.
+func (l *Ledger) applyEffect(ctx context.Context, tx store.Tx, ev ProviderEvent) (string, string, Subscription, error) {
 	switch ev.Type {
 	case EventSubscriptionUpdated, EventSubscriptionDeleted, EventCheckoutCompleted:
 		if ev.Subscription == nil {
-			return outcomeIgnored, false, nil
+			return outcomeIgnored, "", Subscription{}, nil
 		}
 		view := *ev.Subscription
 		if ev.Type == EventSubscriptionDeleted {
@@ -188,39 +210,52 @@ func (l *Ledger) applyEffect(ctx context.Context, tx store.Tx, ev ProviderEvent)
 		return l.applySubscription(ctx, tx, ev, view)
 	case EventInvoicePaid, EventInvoicePaymentFailed, EventInvoiceUpdated:
 		if ev.Invoice == nil {
-			return outcomeIgnored, false, nil
+			return outcomeIgnored, "", Subscription{}, nil
 		}
 		outcome, err := l.applyInvoice(ctx, tx, ev)
-		return outcome, false, err
+		return outcome, "", Subscription{}, err
 	case EventCustomerUpdated:
 		if ev.Customer == nil {
-			return outcomeIgnored, false, nil
+			return outcomeIgnored, "", Subscription{}, nil
 		}
-		return l.applyCustomer(ctx, tx, *ev.Customer)
+		outcome, err := l.applyCustomer(ctx, tx, *ev.Customer)
+		return outcome, "", Subscription{}, err
 	}
-	return outcomeIgnored, false, nil
+	return outcomeIgnored, "", Subscription{}, nil
+}
+
+// after runs once a change has committed: every node's entitlements forget
+// the workspace, and the owners and admins get the notice the change owes.
+func (l *Ledger) after(ctx context.Context, workspaceID uuid.UUID, change string, s Subscription) {
+	l.changed(ctx, workspaceID)
+	if n, ok := noticeFor(change, s, l.catalog); ok {
+		l.notices.send(ctx, workspaceID, n)
+	}
 }
 
 // applySubscription makes the ledger's row match the provider's view, unless
 // the view is older than the one applied last.
-func (l *Ledger) applySubscription(ctx context.Context, tx store.Tx, ev ProviderEvent, view ProviderSubscription) (string, bool, error) {
+func (l *Ledger) applySubscription(ctx context.Context, tx store.Tx, ev ProviderEvent, view ProviderSubscription) (string, string, Subscription, error) {
+	if err := lockSubscription(ctx, tx); err != nil {
+		return "", "", Subscription{}, err
+	}
 	before, err := l.readSubscription(ctx, tx)
 	if err != nil {
-		return "", false, err
+		return "", "", Subscription{}, err
 	}
 	sameSubscription := before.Provider == view.Provider && before.ProviderSubscriptionID == view.ID
 	if sameSubscription && view.Version < before.ProviderVersion {
-		return outcomeStale, false, nil
+		return outcomeStale, "", Subscription{}, nil
 	}
-	if !sameSubscription && before.ProviderSubscriptionID != "" && before.Status != StatusCanceled && view.Status == StatusCanceled {
+	if !sameSubscription && before.ProviderSubscriptionID != "" && before.CanceledAt == nil && view.Status == StatusCanceled {
 		// The end of a subscription the workspace has already replaced.
-		return outcomeStale, false, nil
+		return outcomeStale, "", Subscription{}, nil
 	}
 	plan := l.catalog.Plan(view.PlanKey)
 	if plan == nil && view.Status != StatusCanceled {
 		kernel.Logger(ctx).WarnContext(ctx, "billing event names a plan the catalogue does not have",
 			"provider", view.Provider, "event", ev.ID, "plan", view.PlanKey)
-		return outcomeUnmapped, false, nil
+		return outcomeUnmapped, "", Subscription{}, nil
 	}
 	after := before
 	after.Provider = view.Provider
@@ -233,11 +268,17 @@ func (l *Ledger) applySubscription(ctx context.Context, tx store.Tx, ev Provider
 	if view.Status == StatusCanceled {
 		l.toDefaultPlan(&after, timePtr(view.CanceledAt), tx.Now())
 	} else {
+		interval := view.Interval
+		if l.deferred(before, view, sameSubscription) {
+			// A downgrade waiting for the period end: the provider may show
+			// the new price already, but what was paid for lasts until then.
+			plan, interval = l.catalog.Plan(before.PlanKey), before.Interval
+		}
 		if after.PlanKey != plan.Key || !before.Stored() || after.PlanVersionID == uuid.Nil {
 			after.PlanVersionID = l.versions[plan.Key]
 		}
 		after.PlanKey = plan.Key
-		after.Interval = view.Interval
+		after.Interval = interval
 		after.Status = view.Status
 		if view.Currency != "" {
 			after.Currency = view.Currency
@@ -252,7 +293,7 @@ func (l *Ledger) applySubscription(ctx context.Context, tx store.Tx, ev Provider
 		if view.Status == StatusTrialing {
 			after.TrialUsed = true
 		}
-		if after.ScheduledPlanKey == after.PlanKey {
+		if after.ScheduledPlanKey == after.PlanKey && after.ScheduledInterval == after.Interval {
 			after.ScheduledPlanKey, after.ScheduledInterval = "", ""
 		}
 		l.followDunning(&after, before, tx.Now())
@@ -260,13 +301,30 @@ func (l *Ledger) applySubscription(ctx context.Context, tx store.Tx, ev Provider
 	change := describeChange(before, after, l.catalog)
 	if change == "" {
 		// Nothing a customer would notice: keep the new version, record nothing.
-		return outcomeApplied, false, saveSubscription(ctx, tx, &after)
+		return outcomeApplied, "", Subscription{}, saveSubscription(ctx, tx, &after)
+	}
+	if change == "payment_recovered" && before.DunningStep == DunningDeletionScheduled && l.hold != nil {
+		if err := l.hold.RestoreAfterPayment(ctx, tx); err != nil {
+			return "", "", Subscription{}, err
+		}
 	}
 	actor := kernel.Actor{Kind: kernel.ActorSystem, Via: kernel.ViaProcess}
 	if err := l.record(ctx, tx, before, &after, change, actor, "provider:"+view.Provider); err != nil {
-		return "", false, err
+		return "", "", Subscription{}, err
 	}
-	return outcomeApplied, true, nil
+	return outcomeApplied, change, after, nil
+}
+
+// deferred reports whether a view showing the workspace's scheduled
+// downgrade arrives before the period it was scheduled for has ended.
+func (l *Ledger) deferred(before Subscription, view ProviderSubscription, sameSubscription bool) bool {
+	if !sameSubscription || before.ScheduledPlanKey == "" || before.CurrentPeriodEnd == nil || l.catalog.Plan(before.PlanKey) == nil {
+		return false
+	}
+	if view.PlanKey != before.ScheduledPlanKey || view.Interval != before.ScheduledInterval {
+		return false
+	}
+	return !view.CurrentPeriodEnd.After(*before.CurrentPeriodEnd)
 }
 
 // toDefaultPlan ends a subscription: the workspace goes back to the default
@@ -416,15 +474,15 @@ func (l *Ledger) record(ctx context.Context, tx store.Tx, before Subscription, a
 	return err
 }
 
-// applyCustomer keeps the workspace's customer ID and whether it can pay.
-func (l *Ledger) applyCustomer(ctx context.Context, tx store.Tx, c ProviderCustomer) (string, bool, error) {
+// applyCustomer keeps the workspace's customer ID.
+func (l *Ledger) applyCustomer(ctx context.Context, tx store.Tx, c ProviderCustomer) (string, error) {
 	s, err := l.readSubscription(ctx, tx)
 	if err != nil || !s.Stored() {
-		return outcomeIgnored, false, err
+		return outcomeIgnored, err
 	}
 	if s.ProviderCustomerID != "" && s.ProviderCustomerID != c.ID {
-		return outcomeStale, false, nil
+		return outcomeStale, nil
 	}
 	s.ProviderCustomerID = c.ID
-	return outcomeApplied, false, saveSubscription(ctx, tx, &s)
+	return outcomeApplied, saveSubscription(ctx, tx, &s)
 }

@@ -96,6 +96,10 @@ type ChangeRequest struct {
 	Plan           Plan
 	Interval       Interval
 	Currency       string
+	// AtPeriodEnd makes the change take effect at the end of the current
+	// period, with nothing charged or credited now (a downgrade); without
+	// it the change applies now, prorated (an upgrade).
+	AtPeriodEnd    bool
 	IdempotencyKey string
 }
 
@@ -103,6 +107,9 @@ type ChangeRequest struct {
 // today (negative is a credit) and the new recurring amount, in minor units
 // of Currency.
 type ChangePreview struct {
+	// AtPeriodEnd is set for a change that waits for the period end: nothing
+	// is charged now.
+	AtPeriodEnd  bool
 	Currency     string
 	AmountDueNow int64
 	NextAmount   int64

@@ -12,9 +12,11 @@ import (
 type Service struct {
 	Ledger       *Ledger
 	Entitlements *Entitlements
-	// Provider takes payments: Stripe when configured; nil until the
-	// sandbox provider exists.
+	// Provider takes payments: the sandbox by default, Stripe when
+	// configured; nil answers checkouts and changes with unavailable.
 	Provider Provider
+	// BaseURL is the public URL customers come back to after a checkout.
+	BaseURL string
 }
 
 // Subscription returns the workspace's subscription and the plan granting

@@ -79,7 +79,14 @@ func (l *Ledger) EndTrial(ctx context.Context, workspaceID uuid.UUID) (Subscript
 // change applies fn to the workspace's subscription in one transaction and
 // records it as change, by the actor in ctx.
 func (l *Ledger) change(ctx context.Context, workspaceID uuid.UUID, change string, fn func(tx store.Tx, s *Subscription) error) (Subscription, error) {
+	return l.changeNamed(ctx, workspaceID, func(tx store.Tx, s *Subscription) (string, error) { return change, fn(tx, s) })
+}
+
+// changeNamed is change for a function that decides what the change is (or
+// returns errNothingToDo).
+func (l *Ledger) changeNamed(ctx context.Context, workspaceID uuid.UUID, fn func(tx store.Tx, s *Subscription) (string, error)) (Subscription, error) {
 	var after Subscription
+	var change string
 	err := l.db.InWorkspace(ctx, workspaceID, func(tx store.Tx) error {
 		if err := lockSubscription(ctx, tx); err != nil {
 			return err
@@ -89,7 +96,7 @@ func (l *Ledger) change(ctx context.Context, workspaceID uuid.UUID, change strin
 			return err
 		}
 		after = before
-		if err := fn(tx, &after); err != nil {
+		if change, err = fn(tx, &after); err != nil {
 			return err
 		}
 		return l.record(ctx, tx, before, &after, change, kernel.ActorFrom(ctx), "")
@@ -97,7 +104,7 @@ func (l *Ledger) change(ctx context.Context, workspaceID uuid.UUID, change strin
 	if err != nil {
 		return Subscription{}, fmt.Errorf("subscription %s: %w", change, err)
 	}
-	l.changed(ctx, workspaceID)
+	l.after(ctx, workspaceID, change, after)
 	return after, nil
 }
 
@@ -118,19 +125,8 @@ func lockSubscription(ctx context.Context, tx store.Tx) error {
 // many it ended. It runs on the scheduler, through the system path for the
 // list and one workspace transaction per trial.
 func (l *Ledger) EndExpiredTrials(ctx context.Context, db store.SystemDB) (int, error) {
-	var due []uuid.UUID
-	err := db.System(ctx, "billing: find expired trials", func(tx store.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT workspace_id FROM subscription
-            WHERE status = 'trialing' AND provider = 'none' AND trial_end <= $1 ORDER BY trial_end LIMIT 500`, tx.Now())
-		if err != nil {
-			return err
-		}
-		due, err = store.Collect(rows, func(r store.Row) (uuid.UUID, error) {
-			var id uuid.UUID
-			return id, r.Scan(&id)
-		})
-		return err
-	})
+	due, err := l.sweep(ctx, db, "billing: find expired trials", `SELECT workspace_id FROM subscription
+        WHERE status = 'trialing' AND provider = 'none' AND trial_end <= $1 ORDER BY trial_end LIMIT 500`, 0)
 	if err != nil {
 		return 0, fmt.Errorf("expired trials: %w", err)
 	}

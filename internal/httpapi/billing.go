@@ -111,6 +111,49 @@ type listInvoicesOutput struct {
 	Body Page[InvoiceBody]
 }
 
+type checkoutInput struct {
+	workspacePath
+	Body struct {
+		Plan     string `json:"plan" example:"pro" doc:"A paid plan of GET /api/v1/plans"`
+		Interval string `json:"interval" enum:"month,year"`
+		Currency string `json:"currency,omitempty" example:"usd" doc:"The workspace's currency once fixed; usd by default before"`
+	}
+}
+
+type checkoutOutput struct {
+	Body struct {
+		ID  string `json:"id" doc:"The provider's checkout session"`
+		URL string `json:"url" doc:"Send the customer here; they come back to the console's billing page"`
+	}
+}
+
+type changeInput struct {
+	workspacePath
+	Body struct {
+		Plan     string `json:"plan" example:"enterprise"`
+		Interval string `json:"interval,omitempty" enum:"month,year" doc:"Default: the current interval"`
+		Currency string `json:"currency,omitempty" doc:"Must be the workspace's own currency if given"`
+		Preview  bool   `json:"preview,omitempty" doc:"Only say what the change would cost now; change nothing"`
+	}
+}
+
+// ChangePreviewBody is what a change would cost now.
+type ChangePreviewBody struct {
+	Currency     string                `json:"currency" example:"usd"`
+	AmountDueNow int64                 `json:"amount_due_now" doc:"Charged now, prorated, in minor units; negative is a credit; 0 for a change at the period end"`
+	NextAmount   int64                 `json:"next_amount" doc:"The recurring amount after the change"`
+	NextBilledAt *time.Time            `json:"next_billed_at"`
+	AtPeriodEnd  bool                  `json:"at_period_end" doc:"A downgrade: it takes effect at the end of the current period"`
+	Lines        []billing.InvoiceLine `json:"lines"`
+}
+
+type changeOutput struct {
+	Body struct {
+		Preview      *ChangePreviewBody `json:"preview,omitempty" doc:"With preview: what the change would cost"`
+		Subscription *SubscriptionBody  `json:"subscription,omitempty" doc:"Without preview: the subscription after the change"`
+	}
+}
+
 const billingDoc = "Owners and admins; read keys and write keys read it too. "
 
 func registerBilling(api huma.API, svc *billing.Service, cursors *cursor.Signer) {
@@ -174,6 +217,82 @@ func registerBilling(api huma.API, svc *billing.Service, cursors *cursor.Signer)
 	trialRoute("extend-trial", "/trial/extend", "Extend the trial",
 		"Adds the catalogue's extension to a running trial, once per workspace (409 otherwise).", svc.ExtendTrial)
 
+	subscriptionAction := func(id, path, summary, doc string, call func(context.Context, policy.Resource) (billing.Subscription, error)) {
+		huma.Register(api, huma.Operation{
+			OperationID: id, Method: http.MethodPost, Path: base + path, Summary: summary, Tags: tags,
+			Security: bearerOrSession, Errors: append(errs, http.StatusConflict, http.StatusServiceUnavailable),
+			Description: "Owners and admins. " + doc,
+		}, func(ctx context.Context, in *workspacePath) (*subscriptionOutput, error) {
+			res, err := resourceFrom(ctx)
+			if err != nil {
+				return nil, err
+			}
+			sub, err := call(ctx, res)
+			if err != nil {
+				return nil, err
+			}
+			return &subscriptionOutput{Body: subscriptionBody(sub, catalog.EffectivePlan(sub), catalog)}, nil
+		})
+	}
+	subscriptionAction("cancel-subscription", "/cancel", "Cancel the subscription",
+		"The subscription ends at the end of its period, keeping what was paid for until then, and can be resumed "+
+			"until then; a trial without a card ends now. The workspace then returns to the default plan with its data kept.", svc.Cancel)
+	subscriptionAction("resume-subscription", "/resume", "Resume the subscription",
+		"Undoes a cancellation before the period ends (409 when none is pending).", svc.Resume)
+	huma.Register(api, huma.Operation{
+		OperationID: "checkout-subscription", Method: http.MethodPost, Path: base + "/checkout",
+		Summary: "Check out a plan", Tags: tags, Security: bearerOrSession,
+		Errors: append(errs, http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusServiceUnavailable),
+		Description: "Owners and admins. Starts a checkout of a paid plan for a workspace without a paid subscription " +
+			"and answers the URL to send the customer to (the sandbox's page, or Stripe Checkout). During a trial the " +
+			"first charge waits for the trial's end. The currency is fixed at the first paid subscription: another one is 409.",
+	}, func(ctx context.Context, in *checkoutInput) (*checkoutOutput, error) {
+		res, err := resourceFrom(ctx)
+		if err != nil {
+			return nil, err
+		}
+		session, err := svc.Checkout(ctx, res, billing.PlanChoice{Plan: in.Body.Plan, Interval: billing.Interval(in.Body.Interval), Currency: in.Body.Currency})
+		if err != nil {
+			return nil, err
+		}
+		out := &checkoutOutput{}
+		out.Body.ID, out.Body.URL = session.ID, session.URL
+		return out, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "change-subscription", Method: http.MethodPost, Path: base + "/change",
+		Summary: "Change the plan", Tags: tags, Security: bearerOrSession,
+		Errors: append(errs, http.StatusBadRequest, http.StatusPaymentRequired, http.StatusConflict,
+			http.StatusUnprocessableEntity, http.StatusServiceUnavailable),
+		Description: "Owners and admins. An upgrade (a later plan, or yearly instead of monthly) applies now, prorated; " +
+			"a downgrade takes effect at the end of the period. With `preview`, nothing changes and the answer says what " +
+			"would be charged now. Choosing the current plan while a downgrade waits undoes the downgrade. 402 when the " +
+			"prorated charge fails (the plan stays as it was).",
+	}, func(ctx context.Context, in *changeInput) (*changeOutput, error) {
+		res, err := resourceFrom(ctx)
+		if err != nil {
+			return nil, err
+		}
+		choice := billing.PlanChoice{Plan: in.Body.Plan, Interval: billing.Interval(in.Body.Interval), Currency: in.Body.Currency}
+		out := &changeOutput{}
+		if in.Body.Preview {
+			p, err := svc.PreviewChange(ctx, res, choice)
+			if err != nil {
+				return nil, err
+			}
+			out.Body.Preview = &ChangePreviewBody{Currency: p.Currency, AmountDueNow: p.AmountDueNow, NextAmount: p.NextAmount,
+				NextBilledAt: timeOrNil(p.NextBilledAt), AtPeriodEnd: p.AtPeriodEnd, Lines: linesOrEmpty(p.Lines)}
+			return out, nil
+		}
+		sub, err := svc.Change(ctx, res, choice)
+		if err != nil {
+			return nil, err
+		}
+		body := subscriptionBody(sub, catalog.EffectivePlan(sub), catalog)
+		out.Body.Subscription = &body
+		return out, nil
+	})
+
 	huma.Register(api, huma.Operation{
 		OperationID: "list-invoices", Method: http.MethodGet, Path: "/api/v1/workspaces/{workspace_id}/invoices",
 		Summary: "List invoices", Tags: tags, Security: bearerOrSession, Errors: append(errs, http.StatusBadRequest),
@@ -210,11 +329,22 @@ func subscriptionBody(s billing.Subscription, effective *billing.Plan, c *billin
 	}
 }
 
-func invoiceBody(inv billing.Invoice) InvoiceBody {
-	lines := inv.Lines
+func linesOrEmpty(lines []billing.InvoiceLine) []billing.InvoiceLine {
 	if lines == nil {
-		lines = []billing.InvoiceLine{}
+		return []billing.InvoiceLine{}
 	}
+	return lines
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func invoiceBody(inv billing.Invoice) InvoiceBody {
+	lines := linesOrEmpty(inv.Lines)
 	return InvoiceBody{ID: inv.ProviderInvoiceID, Provider: inv.Provider, Number: inv.Number, Status: inv.Status,
 		Currency: inv.Currency, AmountDue: inv.AmountDue, AmountPaid: inv.AmountPaid, PeriodStart: inv.PeriodStart,
 		PeriodEnd: inv.PeriodEnd, HostedURL: inv.HostedURL, Lines: lines, AttemptCount: inv.AttemptCount,

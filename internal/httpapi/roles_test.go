@@ -114,6 +114,12 @@ var roleTable = map[string]roleRoute{
 	"POST /api/v1/workspaces/{workspace_id}/subscription/trial":        {allowed: insiders(200, asOwner, asAdmin)},
 	"POST /api/v1/workspaces/{workspace_id}/subscription/trial/extend": {allowed: insiders(409, asOwner, asAdmin)},
 	"GET /api/v1/workspaces/{workspace_id}/invoices":                   {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/checkout": {body: `{"plan": "pro", "interval": "month"}`,
+		allowed: insiders(503, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/change": {body: `{"plan": "enterprise"}`,
+		allowed: insiders(503, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/cancel": {allowed: insiders(409, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/resume": {allowed: insiders(409, asOwner, asAdmin)},
 }
 
 // roleWorld is the cast: people signed up through the API, and another

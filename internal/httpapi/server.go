@@ -84,6 +84,9 @@ type Deps struct {
 	// Billing serves the plans, subscriptions, trials and invoices; nil
 	// leaves those routes out.
 	Billing *billing.Service
+	// Suspensions makes workspaces suspended for non-payment read-only;
+	// nil suspends nothing.
+	Suspensions Suspensions
 	// StripeWebhooks serves Stripe's webhook endpoint, whose events
 	// BillingLedger applies (it needs one); nil (Stripe not configured)
 	// leaves the endpoint out.
@@ -180,6 +183,7 @@ func NewHandler(d Deps) http.Handler {
 		// in here with the quotas issue.
 		auth(d.Auth),
 		tenant(d.Access),
+		readOnlyWhenSuspended(d.Suspensions),
 		csrf(d.CORSOrigins),
 	}
 	if d.Idempotency != nil {

@@ -105,6 +105,13 @@ func (p *Provider) Change(ctx context.Context, req billing.ChangeRequest) (billi
 		ProrationBehavior: stripe.String(prorationAlwaysInvoice),
 		PaymentBehavior:   stripe.String(paymentPendingIfIncomplete),
 	}
+	if req.AtPeriodEnd {
+		// Nothing is charged or credited now: the next invoice, at the
+		// period end, is the first at the new price. The ledger keeps the
+		// old plan's entitlements until that period ends.
+		params.ProrationBehavior = stripe.String("none")
+		params.PaymentBehavior = nil
+	}
 	params.AddExpand("customer")
 	params.IdempotencyKey = idempotencyKey(req.IdempotencyKey, "")
 	version := p.version()

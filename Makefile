@@ -23,7 +23,9 @@ build:
 	go build -o bin/atrium ./cmd/atrium
 
 # The request spine (with session and API-key authentication), logins and a
-# login flood, then events (write cost, throughput, webhooks, idle streams);
+# login flood, then events (write cost, throughput, webhooks, idle streams),
+# then billing: plan checks in a request, the usage meter, the rate limiters;
 # each prints its baselines, ratios and targets.
 bench:
-	eval "$$(bash .ci/setup-services 2>/dev/null || true)" && go run ./bench/spine && go run ./bench/login && go run ./bench/events
+	eval "$$(bash .ci/setup-services 2>/dev/null || true)" && go run ./bench/spine && go run ./bench/login && go run ./bench/events \
+		&& go run ./bench/entitlements && go run ./bench/usage && go run ./bench/ratelimit

@@ -5,12 +5,15 @@ package benchkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"atrium/internal/app"
+	"atrium/internal/billing"
 	"atrium/internal/config"
 	"atrium/internal/store"
 	"atrium/internal/testkit"
@@ -49,10 +52,15 @@ func Boot(ctx context.Context, dialect store.Dialect, opts app.Options) (_ *Inst
 		return nil, err
 	}
 	in.closers = append(in.closers, func() { os.RemoveAll(dir) })
+	plans, err := writeBenchPlans(dir)
+	if err != nil {
+		return nil, err
+	}
 	env := map[string]string{
-		"ATRIUM_ADDR":      "127.0.0.1:0",
-		"ATRIUM_DATA_DIR":  filepath.Join(dir, "data"),
-		"ATRIUM_LOG_LEVEL": "info",
+		"ATRIUM_ADDR":       "127.0.0.1:0",
+		"ATRIUM_DATA_DIR":   filepath.Join(dir, "data"),
+		"ATRIUM_LOG_LEVEL":  "info",
+		"ATRIUM_PLANS_FILE": plans,
 	}
 	if dialect == store.Postgres {
 		if os.Getenv(testkit.EnvPostgresURL) == "" {
@@ -82,4 +90,20 @@ func Boot(ctx context.Context, dialect store.Dialect, opts app.Options) (_ *Inst
 	in.closers = append(in.closers, func() { cancel(); <-done; a.Close() })
 	in.App = a
 	return in, nil
+}
+
+// writeBenchPlans writes the embedded plan catalogue with the free plan's
+// API limits raised as far as they go (still finite, so the rate limiter and
+// the meter do their full work on every call): a benchmark sends millions of
+// calls to a few workspaces, which the real free plan would refuse within
+// seconds.
+func writeBenchPlans(dir string) (string, error) {
+	raw := string(billing.DefaultPlansJSON())
+	raised := strings.Replace(raw, `"api_calls_per_month": 10000,`, `"api_calls_per_month": 1000000000000,`, 1)
+	raised = strings.Replace(raised, `"api_calls_per_hour": 1000`, `"api_calls_per_hour": 3600000`, 1)
+	if raised == raw {
+		return "", errors.New("benchkit: the free plan's API limits in internal/billing/plans.json changed; update writeBenchPlans")
+	}
+	path := filepath.Join(dir, "plans.json")
+	return path, os.WriteFile(path, []byte(raised), 0o600)
 }

@@ -21,6 +21,7 @@ import (
 
 	"atrium/internal/account"
 	"atrium/internal/billing"
+	"atrium/internal/billing/sandboxpay"
 	"atrium/internal/billing/stripepay"
 	"atrium/internal/config"
 	"atrium/internal/events"
@@ -41,6 +42,7 @@ import (
 	"atrium/internal/ratelimit"
 	"atrium/internal/store"
 	"atrium/internal/tenancy"
+	"atrium/internal/usage"
 	"atrium/internal/webhooks"
 )
 
@@ -99,8 +101,14 @@ type App struct {
 	relayLag *relayLagMonitor
 	// manualScheduler is Options.ManualScheduler.
 	manualScheduler bool
+	// planLimiter counts API calls against the plans' hourly limits.
+	planLimiter ratelimit.Limiter
 	// stripe receives Stripe's webhooks when ATRIUM_STRIPE_SECRET_KEY is set.
 	stripe *stripepay.Provider
+	// sandbox takes payments when Stripe does not; sandboxTokenKey signs
+	// its pages' forms.
+	sandbox         *sandboxpay.Provider
+	sandboxTokenKey []byte
 }
 
 // Services are the domain services, for tests and for a fork's own handlers.
@@ -119,6 +127,8 @@ type Services struct {
 	Webhooks *webhooks.Service
 	// Billing keeps the subscription ledger and answers what plans allow.
 	Billing *billing.Service
+	// Usage meters usage and applies the plans' quotas.
+	Usage *usage.Service
 }
 
 // New builds the app: it opens and migrates the store, checks the database role,
@@ -187,17 +197,25 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		Mailbox:     mailer.mailbox,
 		Jobs:        events.NewJobs(db),
 	}
-	limiter, limiterReady, closeLimiter, err := newLimiter(ctx, cfg, db, clock)
+	redisClient, redisReady, closeRedis, err := openRedis(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	a.closers = append(a.closers, closeLimiter)
+	a.closers = append(a.closers, closeRedis)
+	limiter := newLimiter(redisClient, db, clock)
+	planLimiter, planLimiterReady := newPlanLimiter(redisClient, clock, logger)
+	redisReady = append(redisReady, planLimiterReady...)
+	a.planLimiter = planLimiter
 	if a.Services.Identity, err = newIdentity(cfg, opts, clock, db, mailer.mailer, logger, deriveKey(secret, "atrium/mfa/v1"), limiter, authCache); err != nil {
 		return nil, err
 	}
 	a.Services.Workspaces = tenancy.NewService(db, a.Services.Identity).WithAuthCache(authCache)
 	a.Services.Account = account.New(a.Services.Identity, a.Services.Workspaces, clock)
+	a.sandboxTokenKey = deriveKey(secret, "atrium/sandbox-checkout/v1")
 	if err := a.initBilling(ctx, cfg, clock, mailer.mailer); err != nil {
+		return nil, err
+	}
+	if err := a.initUsage(clock, mailer.mailer, redisClient); err != nil {
 		return nil, err
 	}
 	if a.Services.Webhooks, err = newWebhooks(cfg, db, clock, logger, deriveKey(secret, "atrium/webhooks/v1"), mailer.mailer,
@@ -205,7 +223,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		return nil, err
 	}
 	a.initScheduled(clock, opts.ManualScheduler)
-	a.handler = a.newHandler(opts, tracer, cursors, limiterReady)
+	a.handler = a.newHandler(opts, tracer, cursors, redisReady)
 
 	if err := a.listen(ctx); err != nil {
 		return nil, err
@@ -230,7 +248,7 @@ func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Sign
 		Account:        a.Services.Account,
 		DB:             a.DB,
 		Cursors:        cursors,
-		Routes:         opts.Routes,
+		Routes:         a.sandboxRoutes(opts.Routes),
 		DevMailbox:     devMailbox(a.Config, a.Services.Mailbox),
 		Jobs:           a.Services.Jobs,
 		EventCatalog:   catalog.Atrium,
@@ -239,6 +257,10 @@ func (a *App) newHandler(opts Options, tracer trace.Tracer, cursors *cursor.Sign
 		Webhooks:       a.Services.Webhooks,
 		Billing:        a.Services.Billing,
 		Suspensions:    a.Services.Billing.Entitlements,
+		Usage:          a.Services.Usage,
+		RateLimiter:    a.planLimiter,
+		Sandbox:        a.sandboxPages(),
+		PlanLimits:     a.Services.Billing.Entitlements,
 		StripeWebhooks: stripeWebhooks(a.stripe),
 		BillingLedger:  a.Services.Billing.Ledger,
 	})

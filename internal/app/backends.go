@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -26,6 +27,8 @@ import (
 	"atrium/internal/mail/mailqueue"
 	"atrium/internal/mail/smtpmail"
 	"atrium/internal/ratelimit"
+	"atrium/internal/ratelimit/fallback"
+	"atrium/internal/ratelimit/memlimit"
 	"atrium/internal/ratelimit/redislimit"
 	"atrium/internal/ratelimit/storelimit"
 	"atrium/internal/store"
@@ -119,21 +122,41 @@ func newAuthCache(db store.SystemDB, clock kernel.Clock, logger *slog.Logger) (*
 	return nil, func(context.Context) error { return nil }
 }
 
-// newLimiter is the one place the rate-limit backend is chosen: Redis when
-// ATRIUM_REDIS_URL is set, else the database. It returns the limiter, the
-// readiness check it adds (Redis answers) and what closes it. It returns an
-// error naming ATRIUM_REDIS_URL, never its password, if Redis does not answer.
-func newLimiter(ctx context.Context, cfg config.Config, db store.DB, clock kernel.Clock) (ratelimit.Limiter, []httpapi.Check, func(context.Context) error, error) {
+// openRedis connects to ATRIUM_REDIS_URL, when set, for the rate-limit
+// counters and the usage meter. It returns the client (nil without Redis),
+// the readiness check it adds and what closes it, or an error naming
+// ATRIUM_REDIS_URL, never its password, if Redis does not answer.
+func openRedis(ctx context.Context, cfg config.Config) (*redis.Client, []httpapi.Check, func(context.Context) error, error) {
 	if cfg.RedisURL == "" {
-		return storelimit.New(db), nil, func(context.Context) error { return nil }, nil
+		return nil, nil, func(context.Context) error { return nil }, nil
 	}
 	client, err := redislimit.Open(ctx, cfg.RedisURL)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("connect to Redis (ATRIUM_REDIS_URL): %w", err)
 	}
 	ping := func(ctx context.Context) error { return client.Ping(ctx).Err() }
-	return redislimit.New(client, clock), []httpapi.Check{{Name: "redis", Ping: ping}},
-		func(context.Context) error { return client.Close() }, nil
+	return client, []httpapi.Check{{Name: "redis", Ping: ping}}, func(context.Context) error { return client.Close() }, nil
+}
+
+// newLimiter is the one place the login limiter's backend is chosen: Redis
+// when ATRIUM_REDIS_URL is set (client not nil), else the database.
+func newLimiter(client *redis.Client, db store.DB, clock kernel.Clock) ratelimit.Limiter {
+	if client == nil {
+		return storelimit.New(db)
+	}
+	return redislimit.New(client, clock)
+}
+
+// newPlanLimiter is the one place the backend of the plans' API rate limits
+// is chosen: in-process by default; with Redis, Redis shared by every node,
+// falling back to in-process counts (never to no limit) while Redis does not
+// answer, which the optional readiness check reports as degraded.
+func newPlanLimiter(client *redis.Client, clock kernel.Clock, logger *slog.Logger) (ratelimit.Limiter, []httpapi.Check) {
+	if client == nil {
+		return memlimit.New(clock), nil
+	}
+	fb := fallback.New(redislimit.New(client, clock), memlimit.New(clock), fallback.Options{Name: "redis", Logger: logger})
+	return fb, []httpapi.Check{{Name: "rate_limits", Ping: fb.Ping, Optional: true}}
 }
 
 func logMigrations(logger *slog.Logger, applied []store.Migration) {

@@ -3,12 +3,15 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
 	"atrium/internal/billing"
+	"atrium/internal/billing/sandboxpay"
 	"atrium/internal/billing/stripepay"
 	"atrium/internal/config"
 	"atrium/internal/httpapi"
@@ -44,6 +47,14 @@ func (a *App) initBilling(ctx context.Context, cfg config.Config, clock kernel.C
 	var entitlements *billing.Entitlements
 	ledger := billing.NewLedger(billing.LedgerConfig{DB: a.DB, Catalog: catalog, Versions: versions, Logger: a.Logger,
 		Notices: notices, Hold: tenancy.NonPaymentHold{},
+		PlanChanged: func(ctx context.Context, workspaceID uuid.UUID) {
+			if a.Services.Usage == nil {
+				return
+			}
+			if err := a.Services.Usage.ApplyLimits(ctx, workspaceID); err != nil {
+				a.Logger.ErrorContext(ctx, "apply a new plan's limits", "workspace_id", workspaceID, "error", err.Error())
+			}
+		},
 		Changed: func(ctx context.Context, workspaceID uuid.UUID) {
 			entitlements.Invalidate(workspaceID)
 			if err := a.Bus.Conn.Publish(entitlementsSubject, workspaceID[:]); err != nil {
@@ -71,8 +82,33 @@ func (a *App) initBilling(ctx context.Context, cfg config.Config, clock kernel.C
 		}
 		a.Services.Billing.Provider = sp
 		a.stripe = sp
+		return nil
 	}
+	sandbox, err := sandboxpay.New(sandboxpay.Config{DB: a.DB, Catalog: catalog, Ledger: ledger, PublicBaseURL: cfg.BaseURL})
+	if err != nil {
+		return err
+	}
+	a.Services.Billing.Provider = sandbox
+	a.sandbox = sandbox
 	return nil
+}
+
+// sandboxPages are the sandbox provider's checkout and portal pages, or nil
+// (none) when Stripe takes the payments.
+func (a *App) sandboxPages() *httpapi.SandboxPages {
+	if a.sandbox == nil {
+		return nil
+	}
+	return &httpapi.SandboxPages{Provider: a.sandbox, TokenKey: a.sandboxTokenKey}
+}
+
+// sandboxRoutes adds, outside production, the sandbox's development route
+// that makes a workspace's next charge fail.
+func (a *App) sandboxRoutes(routes []func(huma.API)) []func(huma.API) {
+	if a.sandbox == nil || a.Config.Production() {
+		return routes
+	}
+	return append(slices.Clone(routes), httpapi.SandboxDevRoutes(a.sandbox))
 }
 
 // stripeWebhooks is the Stripe webhook endpoint's parser, or nil (no

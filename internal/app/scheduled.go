@@ -26,6 +26,7 @@ const (
 	runCleanupEvery    = 24 * time.Hour
 	trialSweepEvery    = 15 * time.Minute
 	billingSweepEvery  = time.Hour
+	sandboxRenewEvery  = 5 * time.Minute
 	// runRetention is how long the scheduler's run records stay readable.
 	runRetention = 90 * 24 * time.Hour
 )
@@ -46,6 +47,24 @@ func (a *App) initScheduled(clock kernel.Clock, manual bool) {
 	a.Scheduler.Register(scheduler.Task{Name: "billing.trial_reminders", Every: billingSweepEvery, Run: func(ctx context.Context) error {
 		n, err := ledger.RemindTrials(ctx, a.DB)
 		logCount(ctx, "trial reminders sent", n)
+		return err
+	}})
+	if sandbox := a.sandbox; sandbox != nil {
+		a.Scheduler.Register(scheduler.Task{Name: "billing.sandbox_renew", Every: sandboxRenewEvery, Run: func(ctx context.Context) error {
+			report, err := sandbox.Renew(ctx, a.DB)
+			logCounts(ctx, "sandbox subscriptions renewed", map[string]int64{"renewed": int64(report.Renewed),
+				"failed": int64(report.Failed), "recovered": int64(report.Recovered), "ended": int64(report.Ended)})
+			return err
+		}})
+		a.Scheduler.Register(scheduler.Task{Name: "billing.sandbox_deliver", Every: time.Minute, Run: func(ctx context.Context) error {
+			n, err := sandbox.DeliverPending(store.Polling(ctx), a.DB)
+			logCount(ctx, "sandbox events delivered late", n)
+			return err
+		}})
+	}
+	a.Scheduler.Register(scheduler.Task{Name: "usage.recalculate", Every: time.Hour, Run: func(ctx context.Context) error {
+		n, err := a.Services.Usage.RecalculateGauges(ctx, a.DB)
+		logCount(ctx, "workspaces' usage recalculated", n)
 		return err
 	}})
 	a.Scheduler.Register(scheduler.Task{Name: "billing.dunning", Every: billingSweepEvery, Run: func(ctx context.Context) error {

@@ -205,6 +205,28 @@ func (s *Service) providerAction(ctx context.Context, res policy.Resource, cance
 	return s.Ledger.Subscription(ctx, res.Workspace)
 }
 
+// Portal returns the URL of the provider's billing portal for the
+// workspace (its card, its invoices), which sends the customer back to the
+// console's billing page. It returns forbidden unless the caller may manage
+// billing, conflict when the workspace has no customer at the provider yet,
+// and unavailable without a provider.
+func (s *Service) Portal(ctx context.Context, res policy.Resource) (string, error) {
+	if err := policy.Check(kernel.ActorFrom(ctx), policy.BillingManage, res); err != nil {
+		return "", err
+	}
+	sub, err := s.Ledger.Subscription(ctx, res.Workspace)
+	if err != nil {
+		return "", err
+	}
+	if s.Provider == nil || (sub.Provider != ProviderNone && sub.Provider != s.Provider.Name()) {
+		return "", kernel.Unavailable("the payment provider", nil)
+	}
+	if sub.ProviderCustomerID == "" {
+		return "", kernel.Errorf(kernel.CodeConflict, "the workspace has no billing account yet: check out a plan first")
+	}
+	return s.Provider.Portal(ctx, sub.ProviderCustomerID, s.billingPage(res, "portal=done"))
+}
+
 // price finds a plan's price, as an invalid error naming the body field at
 // fault when there is none.
 func (s *Service) price(choice PlanChoice) (*Plan, Price, error) {

@@ -90,7 +90,7 @@ func (l *Ledger) AdvanceDunning(ctx context.Context, db store.SystemDB) (int, er
 					}
 				}
 				s.DunningStep = step
-				return step, nil
+				return "dunning_" + step, nil
 			})
 			if isNothingToDo(err) || kernel.IsCode(err, kernel.CodeNotFound) {
 				break

@@ -102,7 +102,7 @@ func TestDunning(t *testing.T) {
 			if ok, _ := r.ent.Can(r.ctx, ws, billing.FeatureWebhooks); !ok {
 				t.Fatal("pro's features not back after payment")
 			}
-			want := "[subscribed past_due downgraded suspended deletion_scheduled payment_recovered]"
+			want := "[subscribed past_due dunning_downgraded dunning_suspended dunning_deletion_scheduled payment_recovered]"
 			if h := r.history(t, ws); fmt.Sprint(h) != want {
 				t.Fatalf("history %v, want %s", h, want)
 			}
@@ -125,7 +125,7 @@ func TestDunningCatchesUp(t *testing.T) {
 	r.clock.Advance(61 * day)
 	r.dunning(t, 3)
 	r.dunning(t, 0)
-	if h := r.history(t, ws); fmt.Sprint(h) != "[past_due downgraded suspended deletion_scheduled]" {
+	if h := r.history(t, ws); fmt.Sprint(h) != "[past_due dunning_downgraded dunning_suspended dunning_deletion_scheduled]" {
 		t.Fatalf("history %v", h)
 	}
 }

@@ -13,7 +13,7 @@ const (
 // SubscriptionChangedEvent is the data of subscription.changed: the
 // subscription after a change and what the change was.
 type SubscriptionChangedEvent struct {
-	Change            string     `json:"change" example:"upgraded" doc:"What happened: trial_started, trial_extended, trial_ended, subscribed, upgraded, downgrade_scheduled, downgraded, cancel_scheduled, resumed, canceled, renewed, past_due, payment_recovered, updated"`
+	Change            string     `json:"change" example:"upgraded" doc:"What happened: trial_started, trial_extended, trial_ended, subscribed, upgraded, downgrade_scheduled, downgrade_canceled, downgraded, cancel_scheduled, resumed, canceled, renewed, interval_changed, past_due, dunning_downgraded, dunning_suspended, dunning_deletion_scheduled, payment_recovered, trial_ending_3d, trial_ending_1d, updated"`
 	Plan              string     `json:"plan" example:"pro" doc:"The plan now"`
 	PreviousPlan      string     `json:"previous_plan" example:"free" doc:"The plan before the change"`
 	Status            string     `json:"status" example:"active" doc:"trialing, active, past_due or canceled"`

@@ -27,9 +27,10 @@ type Ledger struct {
 	logger   *slog.Logger
 	// changed is told, after commit, of every workspace whose subscription
 	// changed (the entitlements cache of every node).
-	changed func(ctx context.Context, workspaceID uuid.UUID)
-	notices *Notices
-	hold    WorkspaceHold
+	changed     func(ctx context.Context, workspaceID uuid.UUID)
+	notices     *Notices
+	hold        WorkspaceHold
+	planChanged func(ctx context.Context, workspaceID uuid.UUID)
 }
 
 // WorkspaceHold takes a workspace out of use at the last dunning step and
@@ -58,6 +59,10 @@ type LedgerConfig struct {
 	// Hold, if set, deletes a workspace unpaid for 60 days and restores it
 	// once paid.
 	Hold WorkspaceHold
+	// PlanChanged, if set, is called after a change of the plan whose
+	// limits apply (an upgrade, a downgrade, a trial, a dunning step, a
+	// recovery), for the quotas to follow the new limits at once.
+	PlanChanged func(ctx context.Context, workspaceID uuid.UUID)
 }
 
 // NewLedger builds the ledger.
@@ -69,7 +74,7 @@ func NewLedger(cfg LedgerConfig) *Ledger {
 		cfg.Changed = func(context.Context, uuid.UUID) {}
 	}
 	return &Ledger{db: cfg.DB, catalog: cfg.Catalog, versions: cfg.Versions, logger: cfg.Logger, changed: cfg.Changed,
-		notices: cfg.Notices, hold: cfg.Hold}
+		notices: cfg.Notices, hold: cfg.Hold, planChanged: cfg.PlanChanged}
 }
 
 // Catalog is the plan catalogue the ledger prices against.
@@ -224,10 +229,17 @@ func (l *Ledger) applyEffect(ctx context.Context, tx store.Tx, ev ProviderEvent)
 	return outcomeIgnored, "", Subscription{}, nil
 }
 
+// limitsChange lists the changes after which other limits apply.
+var limitsChange = map[string]bool{"subscribed": true, "upgraded": true, "downgraded": true, "canceled": true,
+	"trial_started": true, "trial_ended": true, "dunning_" + DunningDowngraded: true, "payment_recovered": true}
+
 // after runs once a change has committed: every node's entitlements forget
 // the workspace, and the owners and admins get the notice the change owes.
 func (l *Ledger) after(ctx context.Context, workspaceID uuid.UUID, change string, s Subscription) {
 	l.changed(ctx, workspaceID)
+	if limitsChange[change] && l.planChanged != nil {
+		l.planChanged(ctx, workspaceID)
+	}
 	if n, ok := noticeFor(change, s, l.catalog); ok {
 		l.notices.send(ctx, workspaceID, n)
 	}

@@ -106,19 +106,19 @@ func noticeFor(change string, s Subscription, c *Catalog) (notice, bool) {
 				"If it stays unpaid, after 7 days the workspace keeps only the " + free + " plan's features, after 30 days it " +
 					"becomes read-only, and after 60 days it is scheduled for deletion. A payment at any point restores everything."},
 			action: "Update the payment method"}, true
-	case DunningDowngraded:
+	case "dunning_" + DunningDowngraded:
 		return notice{subject: "%s is on the " + free + " plan's features until a payment goes through",
 			paragraphs: []string{"The payment has been due for 7 days, so the workspace has only the " + free +
 				" plan's features and limits for now. Nothing is deleted. Paying restores the " + planName + " plan at once.",
 				"After 30 days unpaid the workspace becomes read-only."},
 			action: "Pay now"}, true
-	case DunningSuspended:
+	case "dunning_" + DunningSuspended:
 		return notice{subject: "%s is read-only until a payment goes through",
 			paragraphs: []string{"The payment has been due for 30 days, so the workspace is suspended: everything can be " +
 				"read and exported, nothing can be changed. Paying restores it at once.",
 				"After 60 days unpaid the workspace is scheduled for deletion."},
 			action: "Pay now"}, true
-	case DunningDeletionScheduled:
+	case "dunning_" + DunningDeletionScheduled:
 		return notice{subject: "%s is scheduled for deletion",
 			paragraphs: []string{"The payment has been due for 60 days, so the workspace is scheduled for deletion: it is " +
 				"deleted for good in 30 days unless it is paid. Paying before then restores everything."},

@@ -91,6 +91,10 @@ type Price struct {
 	ProviderIDs map[string]string `json:"provider_ids,omitempty"`
 }
 
+// DefaultPlansJSON is the embedded catalogue's file, for a fork or a
+// benchmark that starts from it.
+func DefaultPlansJSON() []byte { return slices.Clone(defaultPlans) }
+
 // LoadCatalog reads the plan catalogue from path, or the embedded defaults
 // when path is empty, and validates it. Its error names the file, the plan and
 // the field at fault, so a bad file stops the start with a line that says what

@@ -127,6 +127,12 @@ type checkoutOutput struct {
 	}
 }
 
+type portalOutput struct {
+	Body struct {
+		URL string `json:"url" doc:"Send the customer here; they come back to the console's billing page"`
+	}
+}
+
 type changeInput struct {
 	workspacePath
 	Body struct {
@@ -257,6 +263,24 @@ func registerBilling(api huma.API, svc *billing.Service, cursors *cursor.Signer)
 		}
 		out := &checkoutOutput{}
 		out.Body.ID, out.Body.URL = session.ID, session.URL
+		return out, nil
+	})
+	huma.Register(api, huma.Operation{
+		OperationID: "billing-portal", Method: http.MethodPost, Path: base + "/portal",
+		Summary: "Open the billing portal", Tags: tags, Security: bearerOrSession,
+		Errors:      append(errs, http.StatusConflict, http.StatusServiceUnavailable),
+		Description: "Owners and admins. Answers the URL of the payment provider's portal (the card, the invoices); 409 before a first checkout.",
+	}, func(ctx context.Context, in *workspacePath) (*portalOutput, error) {
+		res, err := resourceFrom(ctx)
+		if err != nil {
+			return nil, err
+		}
+		link, err := svc.Portal(ctx, res)
+		if err != nil {
+			return nil, err
+		}
+		out := &portalOutput{}
+		out.Body.URL = link
 		return out, nil
 	})
 	huma.Register(api, huma.Operation{

@@ -79,11 +79,15 @@ func registerBillingWebhooks(api huma.API, stripe StripeWebhooks, ledger LedgerA
 // bad signature, and the ledger's error (internal: Stripe retries) when it
 // cannot apply the event.
 func receiveProviderEvent(ctx context.Context, parser StripeWebhooks, ledger LedgerApplier, payload []byte, signature string) error {
+	log := kernel.Logger(ctx)
 	ev, err := parser.ParseWebhook(ctx, payload, signature)
 	if err != nil {
+		if !kernel.IsCode(err, kernel.CodeInvalid) {
+			// The provider is told to retry; the cause stays here.
+			log.WarnContext(ctx, "billing webhook not received", "error", err.Error())
+		}
 		return err
 	}
-	log := kernel.Logger(ctx)
 	if ev.Type == billing.EventIgnored {
 		log.InfoContext(ctx, "billing webhook ignored", "provider", ev.Provider, "event", ev.ID, "type", ev.ProviderType)
 		return nil

@@ -96,6 +96,7 @@ var roleTable = map[string]roleRoute{
 	"GET /api/v1/workspaces/{workspace_id}/jobs/{job_id}":                        {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
 	"POST /api/v1/workspaces/{workspace_id}/jobs/{job_id}/cancel":                {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
 	"GET /api/v1/workspaces/{workspace_id}/events/stream":                        {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
+	"GET /api/v1/workspaces/{workspace_id}/usage":                                {allowed: insiders(200, asOwner, asAdmin, asMember, asViewer, asOwnKey)},
 	"GET /api/v1/workspaces/{workspace_id}/webhook-endpoints":                    {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
 	"POST /api/v1/workspaces/{workspace_id}/webhook-endpoints": {body: `{"url": "{hook}"}`,
 		allowed: insiders(201, asOwner, asAdmin, asOwnKey)},
@@ -111,15 +112,16 @@ var roleTable = map[string]roleRoute{
 	"POST /api/v1/workspaces/{workspace_id}/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": {
 		allowed: insiders(202, asOwner, asAdmin, asOwnKey)},
 	"GET /api/v1/workspaces/{workspace_id}/subscription":               {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
-	"POST /api/v1/workspaces/{workspace_id}/subscription/trial":        {allowed: insiders(200, asOwner, asAdmin)},
-	"POST /api/v1/workspaces/{workspace_id}/subscription/trial/extend": {allowed: insiders(409, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/trial":        {allowed: insiders(409, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/trial/extend": {allowed: insiders(200, asOwner, asAdmin)},
 	"GET /api/v1/workspaces/{workspace_id}/invoices":                   {allowed: insiders(200, asOwner, asAdmin, asOwnKey)},
 	"POST /api/v1/workspaces/{workspace_id}/subscription/checkout": {body: `{"plan": "pro", "interval": "month"}`,
-		allowed: insiders(503, asOwner, asAdmin)},
+		allowed: insiders(200, asOwner, asAdmin)},
 	"POST /api/v1/workspaces/{workspace_id}/subscription/change": {body: `{"plan": "enterprise"}`,
-		allowed: insiders(503, asOwner, asAdmin)},
-	"POST /api/v1/workspaces/{workspace_id}/subscription/cancel": {allowed: insiders(409, asOwner, asAdmin)},
+		allowed: insiders(409, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/cancel": {allowed: insiders(200, asOwner, asAdmin)},
 	"POST /api/v1/workspaces/{workspace_id}/subscription/resume": {allowed: insiders(409, asOwner, asAdmin)},
+	"POST /api/v1/workspaces/{workspace_id}/subscription/portal": {allowed: insiders(409, asOwner, asAdmin)},
 }
 
 // roleWorld is the cast: people signed up through the API, and another
@@ -188,6 +190,11 @@ func (w *roleWorld) workspace(t *testing.T, deleted bool) roleWorkspace {
 	w.n++
 	ws, err := svc.CreateOwned(ctx, w.owner.ID, "Workspace", fmt.Sprintf("ws-%d", w.n))
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A trial's seats: the owner, four members and an invitation are more
+	// than the free plan's five.
+	if _, err := w.f.app.Services.Billing.Ledger.StartTrial(ctx, ws.ID); err != nil {
 		t.Fatal(err)
 	}
 	for p, role := range map[*testkit.Person]policy.Role{&w.admin: policy.Admin, &w.member: policy.Member, &w.viewer: policy.Viewer, &w.target: policy.Member} {

@@ -23,8 +23,10 @@ import (
 	"atrium/internal/identity"
 	"atrium/internal/kernel"
 	"atrium/internal/mail/devmail"
+	"atrium/internal/ratelimit"
 	"atrium/internal/store"
 	"atrium/internal/tenancy"
+	"atrium/internal/usage"
 	"atrium/internal/webhooks"
 )
 
@@ -87,11 +89,21 @@ type Deps struct {
 	// Suspensions makes workspaces suspended for non-payment read-only;
 	// nil suspends nothing.
 	Suspensions Suspensions
+	// Usage meters API calls and serves the usage route; nil leaves both out.
+	Usage *usage.Service
 	// StripeWebhooks serves Stripe's webhook endpoint, whose events
 	// BillingLedger applies (it needs one); nil (Stripe not configured)
 	// leaves the endpoint out.
 	StripeWebhooks StripeWebhooks
 	BillingLedger  LedgerApplier
+	// Sandbox serves the sandbox payment provider's checkout and portal
+	// pages (see sandboxPages); nil (Stripe configured) leaves them out.
+	Sandbox *SandboxPages
+	// RateLimiter counts API calls per workspace against PlanLimits'
+	// api_calls_per_hour (see planRateLimit); with either nil, calls are not
+	// limited.
+	RateLimiter ratelimit.Limiter
+	PlanLimits  PlanLimits
 }
 
 var hookOnce sync.Once
@@ -138,6 +150,9 @@ func NewHandler(d Deps) http.Handler {
 		if d.Billing != nil {
 			registerBilling(api, d.Billing, d.Cursors)
 		}
+		if d.Usage != nil {
+			registerUsage(api, d.Usage)
+		}
 	}
 	if d.Identity != nil {
 		if d.Cursors == nil {
@@ -178,12 +193,13 @@ func NewHandler(d Deps) http.Handler {
 		logger(d.Logger),
 		tracing(d.Tracer), // nil: no exporter configured, so no middleware at all
 		cors(d.CORSOrigins),
+		sandboxPages(d.Sandbox, d.CORSOrigins), // HTML forms: served before the JSON body check; nil without the sandbox
 		bodyCheck(d.MaxBodyBytes, []string{"/api/v1/billing/webhooks/"}),
-		// Rate limiting (per IP before auth, per key and workspace after) slots
-		// in here with the quotas issue.
 		auth(d.Auth),
 		tenant(d.Access),
 		readOnlyWhenSuspended(d.Suspensions),
+		planRateLimit(d.RateLimiter, d.PlanLimits), // per workspace, by plan: needs the workspace tenant resolves
+		UsageMetering(d.Usage),
 		csrf(d.CORSOrigins),
 	}
 	if d.Idempotency != nil {

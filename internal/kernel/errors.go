@@ -19,6 +19,7 @@ const (
 	CodeInvalid              Code = "invalid"                   // the request is malformed or fails validation
 	CodeUnauthenticated      Code = "unauthenticated"           // no valid credentials
 	CodePaymentRequired      Code = "payment_required"          // the plan does not include this
+	CodeQuotaExceeded        Code = "quota_exceeded"            // past a plan's quota: growth is refused, reading and deleting are not
 	CodeForbidden            Code = "forbidden"                 // authenticated, but not allowed
 	CodeEmailUnverified      Code = "email_unverified"          // the action needs a verified email address
 	CodeReauthRequired       Code = "reauthentication_required" // the action needs a recent proof of identity
@@ -39,6 +40,7 @@ var codeStatus = map[Code]int{
 	CodeInvalid:              http.StatusBadRequest,
 	CodeUnauthenticated:      http.StatusUnauthorized,
 	CodePaymentRequired:      http.StatusPaymentRequired,
+	CodeQuotaExceeded:        http.StatusPaymentRequired,
 	CodeForbidden:            http.StatusForbidden,
 	CodeEmailUnverified:      http.StatusForbidden,
 	CodeReauthRequired:       http.StatusForbidden,

@@ -125,6 +125,9 @@ func (s *Service) CreateInvite(ctx context.Context, res policy.Resource, email s
 		if err := notInvitedYet(ctx, tx, inv); err != nil {
 			return err
 		}
+		if err := s.admitSeat(ctx, tx, res.Workspace); err != nil {
+			return err
+		}
 		inv.CreatedAt, inv.ExpiresAt = tx.Now(), tx.Now().Add(InviteTTL)
 		if _, err := tx.Exec(ctx, insertInviteSQL, inv.ID, inv.WorkspaceID, inv.Email, string(inv.Role), hash,
 			inv.InvitedBy, inv.CreatedAt, inv.ExpiresAt); err != nil {
@@ -249,6 +252,12 @@ func (s *Service) ResendInvite(ctx context.Context, res policy.Resource, id uuid
 		}
 		if err := resendable(inv, tx.Now()); err != nil {
 			return err
+		}
+		if !inv.ExpiresAt.After(tx.Now()) {
+			// An expired invitation held no seat: sending it again takes one.
+			if err := s.admitSeat(ctx, tx, res.Workspace); err != nil {
+				return err
+			}
 		}
 		now := tx.Now()
 		inv.ExpiresAt, inv.ResentAt, inv.Status = now.Add(InviteTTL), &now, InvitePending

@@ -68,6 +68,32 @@ type Service struct {
 	db    store.DB
 	users UserReader
 	cache *authcache.Cache
+	seats SeatGate
+}
+
+// SeatGate admits a new seat (a member or a pending invitation) against the
+// workspace's plan inside the transaction that adds it, serialised so that
+// of many racing for the last seat exactly one wins; usage.Service is one.
+// It returns quota_exceeded when the seat would be over the plan's limit.
+type SeatGate interface {
+	Admit(ctx context.Context, tx store.Tx, workspaceID uuid.UUID, metric string, delta int64) error
+}
+
+// seatsMetric is the plan limit seats are counted against.
+const seatsMetric = "members"
+
+// WithSeats makes invitations count against the plan's members limit.
+func (s *Service) WithSeats(g SeatGate) *Service {
+	s.seats = g
+	return s
+}
+
+// admitSeat asks the seat gate, if any, for one more seat.
+func (s *Service) admitSeat(ctx context.Context, tx store.Tx, workspaceID uuid.UUID) error {
+	if s.seats == nil {
+		return nil
+	}
+	return s.seats.Admit(ctx, tx, workspaceID, seatsMetric, 1)
 }
 
 // NewService returns a Service over db. users is asked whether a person

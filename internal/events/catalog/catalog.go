@@ -152,4 +152,4 @@ func (c *Catalog) Check(eventType string, data json.RawMessage) error {
 
 // Atrium is the catalogue of every event Atrium emits. A fork adds its own
 // domain's list here.
-var Atrium = New(slices.Concat(workspaceTypes, memberTypes, teamTypes, apiKeyTypes, webhookEndpointTypes, billingTypes)...)
+var Atrium = New(slices.Concat(workspaceTypes, memberTypes, teamTypes, apiKeyTypes, webhookEndpointTypes, billingTypes, usageTypes)...)

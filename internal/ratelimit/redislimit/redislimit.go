@@ -78,6 +78,10 @@ func Open(ctx context.Context, rawURL string) (*redis.Client, error) {
 	if err != nil {
 		return nil, errors.New("redis: the URL is not a redis:// or rediss:// URL")
 	}
+	// Without it go-redis ignores context deadlines: a Redis that stops
+	// answering would hold every caller for the socket timeout instead of
+	// the caller's deadline (fallback.Limiter gives up after 250 ms).
+	opts.ContextTimeoutEnabled = true
 	client := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -151,6 +151,8 @@ func (d *deployment) owner() (string, client, client) {
 	}
 	person := client{t: t, headers: map[string]string{"Cookie": cookie}}
 	ws := person.must(http.StatusCreated, at(1), "POST", "/api/v1/workspaces", `{"name": "Acme", "slug": "acme"}`)["id"].(string)
+	// Webhooks need a plan that has them: the Pro trial does.
+	person.must(http.StatusOK, at(0), "POST", "/api/v1/workspaces/"+ws+"/subscription/trial", "")
 	key := person.must(http.StatusCreated, at(2), "POST", "/api/v1/workspaces/"+ws+"/api-keys",
 		`{"name": "cluster test", "scopes": ["read", "write"]}`)["secret"].(string)
 	return ws, client{t: t, headers: map[string]string{"Authorization": "Bearer " + key}}, person

@@ -222,6 +222,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (a *App, err erro
 		a.Services.Workspaces, a.Events); err != nil {
 		return nil, err
 	}
+	a.Services.Webhooks.WithPlans(a.Services.Billing.Entitlements)
 	a.initScheduled(clock, opts.ManualScheduler)
 	a.handler = a.newHandler(opts, tracer, cursors, redisReady)
 

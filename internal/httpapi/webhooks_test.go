@@ -129,6 +129,7 @@ func TestWebhooksThroughTheApp(t *testing.T) {
 		f := setup(t, d, testkit.AppOptions{Env: map[string]string{"ATRIUM_WEBHOOK_ALLOW_PRIVATE": "true"}})
 		owner := f.app.SignUp(t, "owner@example.com")
 		ws := createWorkspace(t, f, owner, "hooks")
+		startTrial(t, f, owner, ws) // webhooks need a plan that has them
 		hooks := newHookReceiver(t)
 		waitForFanOut(t, f)
 		base := "/api/v1/workspaces/" + ws + "/webhook-endpoints"
@@ -217,6 +218,7 @@ func TestWebhookSecretsAreShownOnce(t *testing.T) {
 		f := setup(t, d, testkit.AppOptions{Env: map[string]string{"ATRIUM_WEBHOOK_ALLOW_PRIVATE": "true"}})
 		owner := f.app.SignUp(t, "owner@example.com")
 		ws := createWorkspace(t, f, owner, "hooks")
+		startTrial(t, f, owner, ws) // webhooks need a plan that has them
 		hooks := newHookReceiver(t)
 		headers := map[string]string{"Idempotency-Key": "create-hook-1"}
 		for k, v := range owner.Headers() {
@@ -249,6 +251,7 @@ func TestWebhookEndpointsRefuseBadInput(t *testing.T) {
 		owner, member := f.app.SignUp(t, "owner@example.com"), f.app.SignUp(t, "member@example.com")
 		outsider := f.app.SignUp(t, "outsider@example.com")
 		ws := createWorkspace(t, f, owner, "hooks")
+		startTrial(t, f, owner, ws) // webhooks need a plan that has them
 		createWorkspace(t, f, outsider, "elsewhere")
 		addMember(t, f, ws, member, policy.Member)
 		base := "/api/v1/workspaces/" + ws + "/webhook-endpoints"
@@ -285,6 +288,7 @@ func TestFailingWebhookIsDisabledAndAdminsAreEmailed(t *testing.T) {
 		owner, admin := f.app.SignUp(t, "owner@example.com"), f.app.SignUp(t, "admin@example.com")
 		member := f.app.SignUp(t, "member@example.com")
 		ws := createWorkspace(t, f, owner, "hooks")
+		startTrial(t, f, owner, ws) // webhooks need a plan that has them
 		addMember(t, f, ws, admin, policy.Admin)
 		addMember(t, f, ws, member, policy.Member)
 		hooks := newHookReceiver(t)
@@ -332,6 +336,53 @@ func TestFailingWebhookIsDisabledAndAdminsAreEmailed(t *testing.T) {
 		slices.Sort(to)
 		if strings.Join(to, " ") != "admin@example.com owner@example.com" {
 			t.Fatalf("notices went to %v, want the owner and the admin once each", to)
+		}
+	})
+}
+
+// startTrial starts the workspace's Pro trial, whose plan has webhooks.
+func startTrial(t *testing.T, f fixture, owner testkit.Person, ws string) {
+	t.Helper()
+	if r := call(t, f.url, "POST", "/api/v1/workspaces/"+ws+"/subscription/trial", owner.Headers(), ""); r.status != 200 {
+		t.Fatalf("start the trial: %d %s", r.status, r.raw)
+	}
+}
+
+// TestWebhooksNeedAPlanThatHasThem: on the free plan an endpoint cannot be
+// created (402 naming the feature and where to upgrade) and no event is
+// delivered to one made during a trial once the trial has ended; reading and
+// deleting it still work.
+func TestWebhooksNeedAPlanThatHasThem(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d store.Dialect) {
+		f := setup(t, d, testkit.AppOptions{Env: map[string]string{"ATRIUM_WEBHOOK_ALLOW_PRIVATE": "true"}})
+		hooks := newHookReceiver(t)
+		owner := f.app.SignUp(t, "free-hooks@example.com")
+		ws := createWorkspace(t, f, owner, "free-hooks")
+		base := "/api/v1/workspaces/" + ws + "/webhook-endpoints"
+		body := `{"url": "` + hooks.URL + `", "event_types": ["workspace.updated"]}`
+		assertEnvelope(t, call(t, f.url, "POST", base, owner.Headers(), body), 402, kernel.CodePaymentRequired, "feature", "upgrade_url")
+
+		startTrial(t, f, owner, ws)
+		created := call(t, f.url, "POST", base, owner.Headers(), body)
+		if created.status != 201 {
+			t.Fatalf("create during the trial: %d %s", created.status, created.raw)
+		}
+		waitForFanOut(t, f)
+		wsID, _ := kernel.ParseID(kernel.PrefixWorkspace, ws)
+		if _, err := f.app.Services.Billing.Ledger.EndTrial(context.Background(), wsID); err != nil {
+			t.Fatal(err)
+		}
+		if r := call(t, f.url, "PATCH", "/api/v1/workspaces/"+ws, owner.Headers(), `{"name": "No hooks now"}`); r.status != 200 {
+			t.Fatalf("rename: %d %s", r.status, r.raw)
+		}
+		hooks.quiet(t)
+		id := created.body["id"].(string)
+		if r := call(t, f.url, "GET", base+"/"+id, owner.Headers(), ""); r.status != 200 {
+			t.Fatalf("read after the trial: %d %s", r.status, r.raw)
+		}
+		assertEnvelope(t, call(t, f.url, "POST", base+"/"+id+"/test", owner.Headers(), ""), 402, kernel.CodePaymentRequired)
+		if r := call(t, f.url, "DELETE", base+"/"+id, owner.Headers(), ""); r.status != 204 {
+			t.Fatalf("delete after the trial: %d %s", r.status, r.raw)
 		}
 	})
 }

@@ -110,6 +110,9 @@ func (s *Service) SendTest(ctx context.Context, res policy.Resource, endpointID 
 	if err := policy.Check(kernel.ActorFrom(ctx), policy.WebhookManage, res); err != nil {
 		return Delivery{}, err
 	}
+	if err := s.requirePlan(ctx, res.Workspace); err != nil {
+		return Delivery{}, err
+	}
 	var d Delivery
 	err := s.changeEndpoint(ctx, res, endpointID, func(tx store.Tx, ep endpointRow) error {
 		if !ep.Enabled() {
@@ -143,6 +146,9 @@ func (s *Service) SendTest(ctx context.Context, res policy.Resource, endpointID 
 // workspace, or the store's error.
 func (s *Service) Replay(ctx context.Context, res policy.Resource, endpointID, deliveryID uuid.UUID) (Delivery, error) {
 	if err := policy.Check(kernel.ActorFrom(ctx), policy.WebhookManage, res); err != nil {
+		return Delivery{}, err
+	}
+	if err := s.requirePlan(ctx, res.Workspace); err != nil {
 		return Delivery{}, err
 	}
 	var d Delivery

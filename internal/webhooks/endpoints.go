@@ -108,6 +108,9 @@ func (s *Service) Create(ctx context.Context, res policy.Resource, in NewEndpoin
 	if err := policy.Check(kernel.ActorFrom(ctx), policy.WebhookManage, res); err != nil {
 		return Endpoint{}, "", err
 	}
+	if err := s.requirePlan(ctx, res.Workspace); err != nil {
+		return Endpoint{}, "", err
+	}
 	description, err := validDescription(in.Description)
 	if err != nil {
 		return Endpoint{}, "", err
@@ -206,6 +209,12 @@ func (s *Service) List(ctx context.Context, res policy.Resource, after uuid.UUID
 func (s *Service) Update(ctx context.Context, res policy.Resource, id uuid.UUID, change EndpointChange) (Endpoint, error) {
 	if err := policy.Check(kernel.ActorFrom(ctx), policy.WebhookManage, res); err != nil {
 		return Endpoint{}, err
+	}
+	if !(change.Enabled != nil && !*change.Enabled && change.URL == nil && change.EventTypes == nil) {
+		// Anything but switching an endpoint off needs the plan.
+		if err := s.requirePlan(ctx, res.Workspace); err != nil {
+			return Endpoint{}, err
+		}
 	}
 	change, err := s.validChange(ctx, change)
 	if err != nil {

@@ -38,6 +38,9 @@ func (s *Service) fanOut(ctx context.Context, e events.Envelope) error {
 	if err != nil {
 		return events.Permanent(fmt.Errorf("webhooks: event %s: %w", e.ID, err))
 	}
+	if ok, err := s.planAllows(ctx, workspaceID); err != nil || !ok {
+		return err // a plan without webhooks: nothing is delivered
+	}
 	// Most workspaces have no endpoint: find that out without taking the
 	// write lock (SQLite's only writer).
 	var found []target

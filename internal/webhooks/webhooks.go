@@ -95,6 +95,7 @@ type Service struct {
 	logger       *slog.Logger
 	clock        kernel.Clock
 	disableAfter time.Duration
+	plans        Plans
 }
 
 // New returns a Service. It returns an error when the key is not KeySize
